@@ -1,0 +1,25 @@
+"""qtransformers: quantum-inspired and spectral sequence mixers for PyTorch.
+
+Public names are re-exported here; see the README for the tour.
+"""
+
+from qtransformers._core import __version__
+from qtransformers.attention import QuantumMultiheadAttention, convert_attention
+from qtransformers.exceptions import (
+    BackendUnavailableError,
+    DTypeError,
+    InvalidArgumentError,
+    QTransformersError,
+    ShapeError,
+)
+
+__all__ = [
+    "__version__",
+    "BackendUnavailableError",
+    "DTypeError",
+    "InvalidArgumentError",
+    "QTransformersError",
+    "QuantumMultiheadAttention",
+    "ShapeError",
+    "convert_attention",
+]

@@ -1,0 +1,15 @@
+"""Attention modules: QuantumMultiheadAttention and its pluggable backends."""
+
+from qtransformers.attention.backends import available_backends, get_backend, register_backend
+from qtransformers.attention.config import QuantumConfig
+from qtransformers.attention.multihead import QuantumMultiheadAttention
+from qtransformers.attention.convert import convert_attention
+
+__all__ = [
+    "QuantumConfig",
+    "QuantumMultiheadAttention",
+    "available_backends",
+    "convert_attention",
+    "get_backend",
+    "register_backend",
+]

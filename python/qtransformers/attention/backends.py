@@ -1,0 +1,55 @@
+"""Registry of attention backends used by :class:`QuantumMultiheadAttention`.
+
+A backend is a function with SDPA's layout and mask polarity::
+
+    fn(q, k, v, attn_mask, dropout_p, is_causal, *, scale, need_weights, generator, config)
+        -> (out (B, H, L, Ev), weights (B, H, L, S) or None)
+
+``config`` is the module's :class:`~qtransformers.attention.config.QuantumConfig`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from qtransformers.exceptions import InvalidArgumentError
+from qtransformers.functional.attention import exact_attention
+
+AttentionBackend = Callable[..., tuple]
+
+_BACKENDS: dict[str, AttentionBackend] = {}
+
+
+def register_backend(name: str):
+    """Decorator registering an attention backend under ``name``."""
+
+    def decorate(fn: AttentionBackend) -> AttentionBackend:
+        if name in _BACKENDS:
+            raise InvalidArgumentError(f"attention backend {name!r} is already registered")
+        _BACKENDS[name] = fn
+        return fn
+
+    return decorate
+
+
+def available_backends() -> list[str]:
+    """Sorted names of the registered attention backends."""
+    return sorted(_BACKENDS)
+
+
+def get_backend(name: str) -> AttentionBackend:
+    """The backend registered as ``name``; InvalidArgumentError naming the choices otherwise."""
+    try:
+        return _BACKENDS[name]
+    except KeyError:
+        raise InvalidArgumentError(
+            f"unknown quantum_backend {name!r}; available: {', '.join(available_backends())}"
+        ) from None
+
+
+@register_backend("exact")
+def _exact(q, k, v, attn_mask, dropout_p, is_causal, *, scale, need_weights, generator, config):
+    del config
+    return exact_attention(
+        q, k, v, attn_mask, dropout_p, is_causal, scale=scale, need_weights=need_weights, generator=generator
+    )

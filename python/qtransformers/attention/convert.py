@@ -1,0 +1,21 @@
+"""Swap every nn.MultiheadAttention inside a model for a QuantumMultiheadAttention."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from qtransformers.attention.multihead import QuantumMultiheadAttention
+
+
+def convert_attention(model: nn.Module, **quantum_options: Any) -> nn.Module:
+    """Replace, in place, each ``nn.MultiheadAttention`` submodule of ``model`` (keeping its state).
+
+    Returns ``model`` (or the converted module when ``model`` itself is an nn.MultiheadAttention).
+    """
+    if isinstance(model, nn.MultiheadAttention):
+        return QuantumMultiheadAttention.from_torch(model, **quantum_options)
+    for name, child in list(model.named_children()):
+        setattr(model, name, convert_attention(child, **quantum_options))
+    return model

@@ -1,0 +1,308 @@
+"""QuantumMultiheadAttention: a drop-in for ``nn.MultiheadAttention`` with pluggable estimators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.parameter import Parameter
+
+from qtransformers.attention.backends import get_backend
+from qtransformers.attention.config import QuantumConfig
+from qtransformers.exceptions import InvalidArgumentError, ShapeError
+from qtransformers.functional.masks import check_mask_dtype, mha_mask_to_additive
+
+
+def _shape(t: Tensor | None) -> tuple[int, ...] | None:
+    return None if t is None else tuple(t.shape)
+
+
+class QuantumMultiheadAttention(nn.Module):
+    """Multi-head attention whose rows are estimated by a quantum backend.
+
+    Constructor, parameter names, ``forward`` signature, mask polarity and return values are
+    those of :class:`torch.nn.MultiheadAttention`, so a state_dict loads both ways. With
+    ``quantum_backend="exact"`` the output equals ``nn.MultiheadAttention``; other backends
+    (see :func:`qtransformers.attention.available_backends`) estimate each attention row
+    from ``num_samples`` measurement shots.
+
+    Shapes (``batch_first=False``; swap the first two axes when True; drop N when unbatched):
+        query (L, N, E), key (S, N, kdim), value (S, N, vdim),
+        key_padding_mask (N, S), attn_mask (L, S) or (N * num_heads, L, S)
+        -> output (L, N, E), weights (N, L, S) averaged or (N, num_heads, L, S).
+
+    Differences from torch: a query row whose keys are all masked out returns zero weights
+    (torch returns NaN) on the explicit-weights path, and errors are
+    :class:`~qtransformers.QTransformersError` subclasses that name the shapes at fault.
+    """
+
+    __constants__ = ["batch_first"]
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        add_bias_kv: bool = False,
+        add_zero_attn: bool = False,
+        kdim: int | None = None,
+        vdim: int | None = None,
+        batch_first: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        quantum_backend: str = "exact",
+        num_samples: int = 32,
+        adaptive_samples: bool = False,
+        control_variate: bool = False,
+        top_k: int | None = None,
+        seed: int | None = None,
+        backend_options: dict[str, Any] | None = None,
+    ) -> None:
+        if embed_dim <= 0 or num_heads <= 0:
+            raise InvalidArgumentError(
+                f"embed_dim and num_heads must be greater than 0, got embed_dim={embed_dim} and num_heads={num_heads}"
+            )
+        if embed_dim % num_heads != 0:
+            raise InvalidArgumentError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        if not 0.0 <= dropout <= 1.0:
+            raise InvalidArgumentError(f"dropout must be in [0, 1], got {dropout}")
+        factory = {"device": device, "dtype": dtype}
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.kdim = kdim if kdim is not None else embed_dim
+        self.vdim = vdim if vdim is not None else embed_dim
+        self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.batch_first = batch_first
+        self.head_dim = embed_dim // num_heads
+        if self._qkv_same_embed_dim:
+            self.in_proj_weight = Parameter(torch.empty((3 * embed_dim, embed_dim), **factory))
+            self.register_parameter("q_proj_weight", None)
+            self.register_parameter("k_proj_weight", None)
+            self.register_parameter("v_proj_weight", None)
+        else:
+            self.q_proj_weight = Parameter(torch.empty((embed_dim, embed_dim), **factory))
+            self.k_proj_weight = Parameter(torch.empty((embed_dim, self.kdim), **factory))
+            self.v_proj_weight = Parameter(torch.empty((embed_dim, self.vdim), **factory))
+            self.register_parameter("in_proj_weight", None)
+        if bias:
+            self.in_proj_bias = Parameter(torch.empty(3 * embed_dim, **factory))
+        else:
+            self.register_parameter("in_proj_bias", None)
+        self.out_proj = nn.modules.linear.NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias, **factory)
+        if add_bias_kv:
+            self.bias_k = Parameter(torch.empty((1, 1, embed_dim), **factory))
+            self.bias_v = Parameter(torch.empty((1, 1, embed_dim), **factory))
+        else:
+            self.bias_k = self.bias_v = None
+        self.add_zero_attn = add_zero_attn
+        self.quantum_config = QuantumConfig(
+            backend=quantum_backend,
+            num_samples=num_samples,
+            adaptive_samples=adaptive_samples,
+            control_variate=control_variate,
+            top_k=top_k,
+            seed=seed,
+            options=dict(backend_options or {}),
+        )
+        self._backend = get_backend(quantum_backend)
+        self.generator: torch.Generator | None = None
+        if seed is not None:
+            self.generator = torch.Generator(device=device or "cpu").manual_seed(seed)
+        if quantum_backend != "exact":
+            # nn.TransformerEncoderLayer skips self_attn.forward for a fused kernel in eval mode
+            # unless a hook is attached; that kernel would silently compute exact attention.
+            self.register_forward_pre_hook(_keep_module_forward)
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        """Initialise as nn.MultiheadAttention does (Xavier-uniform weights, zero biases)."""
+        if self._qkv_same_embed_dim:
+            nn.init.xavier_uniform_(self.in_proj_weight)
+        else:
+            nn.init.xavier_uniform_(self.q_proj_weight)
+            nn.init.xavier_uniform_(self.k_proj_weight)
+            nn.init.xavier_uniform_(self.v_proj_weight)
+        if self.in_proj_bias is not None:
+            nn.init.constant_(self.in_proj_bias, 0.0)
+            nn.init.constant_(self.out_proj.bias, 0.0)
+        if self.bias_k is not None:
+            nn.init.xavier_normal_(self.bias_k)
+        if self.bias_v is not None:
+            nn.init.xavier_normal_(self.bias_v)
+
+    @classmethod
+    def from_torch(cls, mha: nn.MultiheadAttention, **quantum_options: Any) -> "QuantumMultiheadAttention":
+        """A QuantumMultiheadAttention with ``mha``'s configuration, state and device/dtype."""
+        if not isinstance(mha, nn.MultiheadAttention):
+            raise InvalidArgumentError(f"from_torch expects nn.MultiheadAttention, got {type(mha).__name__}")
+        ref = mha.out_proj.weight
+        module = cls(
+            mha.embed_dim,
+            mha.num_heads,
+            dropout=mha.dropout,
+            bias=mha.in_proj_bias is not None,
+            add_bias_kv=mha.bias_k is not None,
+            add_zero_attn=mha.add_zero_attn,
+            kdim=mha.kdim,
+            vdim=mha.vdim,
+            batch_first=mha.batch_first,
+            device=ref.device,
+            dtype=ref.dtype,
+            **quantum_options,
+        )
+        module.load_state_dict(mha.state_dict())
+        module.train(mha.training)
+        return module
+
+    def extra_repr(self) -> str:
+        """Summary shown by ``print(module)``."""
+        return (
+            f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}, "
+            f"batch_first={self.batch_first}, quantum_backend={self.quantum_config.backend!r}"
+        )
+
+    def _check_inputs(self, query, key, value, key_padding_mask, attn_mask, is_causal) -> bool:
+        """Validate shapes and dtypes like nn.MultiheadAttention; return whether input is batched."""
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            if not isinstance(t, Tensor):
+                raise ShapeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        check_mask_dtype(key_padding_mask, "key_padding_mask")
+        check_mask_dtype(attn_mask, "attn_mask")
+        if query.dim() not in (2, 3):
+            raise ShapeError(f"query must be 2-D (unbatched) or 3-D (batched), got shape {tuple(query.shape)}")
+        batched = query.dim() == 3
+        want = 3 if batched else 2
+        if key.dim() != want or value.dim() != want:
+            raise ShapeError(
+                f"for {want}-D query {tuple(query.shape)}, key and value must be {want}-D; "
+                f"got key {tuple(key.shape)} and value {tuple(value.shape)}"
+            )
+        if query.size(-1) != self.embed_dim:
+            raise ShapeError(f"query's last dimension must be embed_dim={self.embed_dim}, got shape {tuple(query.shape)}")
+        if key.size(-1) != self.kdim:
+            raise ShapeError(f"key's last dimension must be kdim={self.kdim}, got shape {tuple(key.shape)}")
+        if value.size(-1) != self.vdim:
+            raise ShapeError(f"value's last dimension must be vdim={self.vdim}, got shape {tuple(value.shape)}")
+        if key.shape[:-1] != value.shape[:-1]:
+            raise ShapeError(f"key {tuple(key.shape)} and value {tuple(value.shape)} differ in length or batch")
+        seq_axis, batch_axis = (1, 0) if (batched and self.batch_first) else (0, 1)
+        tgt_len, src_len = query.size(seq_axis), key.size(seq_axis)
+        bsz = query.size(batch_axis) if batched else 1
+        if batched and key.size(batch_axis) != bsz:
+            raise ShapeError(f"query {tuple(query.shape)} and key {tuple(key.shape)} have different batch sizes")
+        if key_padding_mask is not None:
+            expected = (bsz, src_len) if batched else (src_len,)
+            if tuple(key_padding_mask.shape) != expected:
+                raise ShapeError(f"key_padding_mask must have shape {expected}, got {tuple(key_padding_mask.shape)}")
+        if attn_mask is not None:
+            allowed = [(tgt_len, src_len), ((bsz if batched else 1) * self.num_heads, tgt_len, src_len)]
+            if not batched:
+                allowed[1] = (self.num_heads, tgt_len, src_len)
+            if tuple(attn_mask.shape) not in allowed:
+                raise ShapeError(f"attn_mask must have shape {allowed[0]} or {allowed[1]}, got {tuple(attn_mask.shape)}")
+        if is_causal and attn_mask is None:
+            raise InvalidArgumentError(
+                "is_causal=True is a hint that attn_mask is the causal mask and needs attn_mask "
+                "(see nn.Transformer.generate_square_subsequent_mask)"
+            )
+        return batched
+
+    def _project(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Input projections of batch-first (N, L, *) tensors."""
+        if self._qkv_same_embed_dim:
+            if query is key and key is value:
+                return F.linear(query, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+            w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+        else:
+            w_q, w_k, w_v = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+        b_q = b_k = b_v = None
+        if self.in_proj_bias is not None:
+            b_q, b_k, b_v = self.in_proj_bias.chunk(3)
+        return F.linear(query, w_q, b_q), F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        key_padding_mask: Tensor | None = None,
+        need_weights: bool = True,
+        attn_mask: Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Attend ``query`` to ``key``/``value``; returns (output, weights or None) as nn.MultiheadAttention."""
+        batched = self._check_inputs(query, key, value, key_padding_mask, attn_mask, is_causal)
+        if not batched:
+            query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
+            if key_padding_mask is not None:
+                key_padding_mask = key_padding_mask.unsqueeze(0)
+        elif not self.batch_first:
+            same_kv, same_qk = key is value, query is key
+            query = query.transpose(0, 1)
+            key = query if same_qk else key.transpose(0, 1)
+            value = key if same_kv else value.transpose(0, 1)
+        bsz, tgt_len, _ = query.shape
+        heads, head_dim = self.num_heads, self.head_dim
+
+        kpm = mha_mask_to_additive(key_padding_mask, query.dtype)
+        if is_causal and kpm is None and not need_weights:
+            mask = None  # the hint says attn_mask is causal: let the backend use is_causal
+        else:
+            mask = mha_mask_to_additive(attn_mask, query.dtype)
+            is_causal = False
+        if mask is not None:
+            mask = mask.unsqueeze(0) if mask.dim() == 2 else mask.view(bsz, heads, tgt_len, -1)
+            if mask.dim() == 3:
+                mask = mask.unsqueeze(0)
+
+        q, k, v = self._project(query, key, value)
+        if self.bias_k is not None and self.bias_v is not None:
+            k = torch.cat([k, self.bias_k.expand(bsz, 1, -1)], dim=1)
+            v = torch.cat([v, self.bias_v.expand(bsz, 1, -1)], dim=1)
+            mask = None if mask is None else F.pad(mask, (0, 1))
+            kpm = None if kpm is None else F.pad(kpm, (0, 1))
+        q = q.view(bsz, tgt_len, heads, head_dim).transpose(1, 2)
+        k = k.view(bsz, k.size(1), heads, head_dim).transpose(1, 2)
+        v = v.view(bsz, v.size(1), heads, head_dim).transpose(1, 2)
+        if self.add_zero_attn:
+            zeros = torch.zeros(bsz, heads, 1, head_dim, dtype=k.dtype, device=k.device)
+            k, v = torch.cat([k, zeros], dim=2), torch.cat([v, zeros], dim=2)
+            mask = None if mask is None else F.pad(mask, (0, 1))
+            kpm = None if kpm is None else F.pad(kpm, (0, 1))
+        if kpm is not None:
+            kpm = kpm.view(bsz, 1, 1, -1)
+            mask = kpm if mask is None else mask + kpm
+
+        out, weights = self._backend(
+            q,
+            k,
+            v,
+            mask,
+            self.dropout if self.training else 0.0,
+            is_causal,
+            scale=None,
+            need_weights=need_weights,
+            generator=self.generator,
+            config=self.quantum_config,
+        )
+        out = self.out_proj(out.transpose(1, 2).reshape(bsz, tgt_len, self.embed_dim))
+        if weights is not None and average_attn_weights:
+            weights = weights.mean(dim=1)
+        if not batched:
+            out = out.squeeze(0)
+            weights = None if weights is None else weights.squeeze(0)
+        elif not self.batch_first:
+            out = out.transpose(0, 1)
+        return out, (weights if need_weights else None)
+
+
+def _keep_module_forward(module: nn.Module, args: tuple) -> None:
+    """No-op forward pre-hook: its presence disables nn.TransformerEncoderLayer's fused fast path."""
+    return None

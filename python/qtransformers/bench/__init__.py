@@ -1,0 +1,11 @@
+"""Benchmark suites behind ``qtransformers bench SUITE``.
+
+``SUITES`` maps a suite name to the module that defines ``add_arguments(parser)`` and
+``run(args)``; ``speed`` runs when no suite is named.
+"""
+
+SUITES = {
+    "speed": "qtransformers.bench.speed",
+}
+
+DEFAULT_SUITE = "speed"

@@ -1,0 +1,9 @@
+"""Pure functions on tensors: attention in SDPA's layout, samplers, masks.
+
+Each fast path (Rust, Triton) has a ``*_ref`` PyTorch reference beside it.
+"""
+
+from qtransformers.functional.attention import exact_attention, safe_softmax
+from qtransformers.functional.sampling import sample_rows, sample_rows_ref
+
+__all__ = ["exact_attention", "safe_softmax", "sample_rows", "sample_rows_ref"]

@@ -1,0 +1,40 @@
+"""Mask conversion between nn.MultiheadAttention's polarity and SDPA's, in one place.
+
+* Module level (nn.MultiheadAttention): boolean ``True`` = *masked out*; float = added to scores.
+* Function level (SDPA): boolean ``True`` = *takes part*; float = added to scores.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from qtransformers.exceptions import DTypeError
+
+
+def check_mask_dtype(mask: Tensor | None, name: str) -> None:
+    """Raise DTypeError unless ``mask`` is None, boolean or floating point."""
+    if mask is not None and mask.dtype != torch.bool and not torch.is_floating_point(mask):
+        raise DTypeError(f"{name} must be a bool or floating-point tensor, got dtype {mask.dtype}")
+
+
+def mha_mask_to_additive(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """nn.MultiheadAttention-polarity mask -> float additive mask (-inf where masked out)."""
+    if mask is None or torch.is_floating_point(mask):
+        return mask
+    return torch.zeros_like(mask, dtype=dtype).masked_fill_(mask, float("-inf"))
+
+
+def sdpa_mask_to_additive(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """SDPA-polarity mask (bool True = takes part, or float) -> float additive mask."""
+    if mask is None or torch.is_floating_point(mask):
+        return mask
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+
+
+def causal_additive_mask(
+    target_len: int, source_len: int, dtype: torch.dtype, device: torch.device | None = None
+) -> Tensor:
+    """(L, S) additive mask of SDPA's ``is_causal``: query i sees keys j <= i (top-left aligned)."""
+    keep = torch.ones(target_len, source_len, dtype=torch.bool, device=device).tril()
+    return sdpa_mask_to_additive(keep, dtype)

@@ -1,0 +1,3 @@
+"""Imports every module that registers a mixer (keeps the registry complete)."""
+
+from qtransformers.mixers import attention  # noqa: F401

@@ -1,0 +1,73 @@
+"""Name -> constructor registry shared by models, benches and tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from qtransformers.exceptions import InvalidArgumentError
+
+
+@dataclass(frozen=True)
+class _Entry:
+    factory: Callable[..., nn.Module]
+    causal: bool
+    non_causal: bool
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register(name: str, *, causal: bool = True, non_causal: bool = True):
+    """Class/function decorator registering a mixer factory ``f(dim, *, causal, **options)``."""
+
+    def decorate(factory):
+        if name in _REGISTRY:
+            raise InvalidArgumentError(f"mixer {name!r} is already registered")
+        _REGISTRY[name] = _Entry(factory, causal, non_causal)
+        return factory
+
+    return decorate
+
+
+def _ensure_loaded() -> None:
+    # Importing the modules that define mixers fills the registry.
+    import qtransformers.mixers.builtin  # noqa: F401
+
+
+def available(*, causal: bool | None = None) -> list[str]:
+    """Sorted names of registered mixers (only those supporting ``causal`` if given)."""
+    _ensure_loaded()
+    names = []
+    for name, entry in _REGISTRY.items():
+        if causal is None or (entry.causal if causal else entry.non_causal):
+            names.append(name)
+    return sorted(names)
+
+
+def supports_causal(name: str) -> bool:
+    """Whether mixer ``name`` can be built with ``causal=True``."""
+    _ensure_loaded()
+    return _lookup(name).causal
+
+
+def _lookup(name: str) -> _Entry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InvalidArgumentError(
+            f"unknown mixer {name!r}; available: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def build(name: str, dim: int, causal: bool = True, **options) -> nn.Module:
+    """Build mixer ``name`` of width ``dim``: a module mapping (B, T, dim) -> (B, T, dim)."""
+    _ensure_loaded()
+    entry = _lookup(name)
+    if causal and not entry.causal:
+        raise InvalidArgumentError(f"mixer {name!r} cannot be causal; build it with causal=False")
+    if not causal and not entry.non_causal:
+        raise InvalidArgumentError(f"mixer {name!r} is causal only; build it with causal=True")
+    return entry.factory(dim, causal=causal, **options)

@@ -1,0 +1,10 @@
+//! Pure-Rust numerical core of qtransformers.
+//!
+//! No Python here: the `qtransformers-python` crate wraps these functions for
+//! `qtransformers._core`. Every public function validates its input and returns
+//! [`Error`] instead of panicking.
+
+pub mod error;
+pub mod sampling;
+
+pub use error::{Error, Result};
