@@ -83,7 +83,7 @@ def rotation_matrix(q_left: Tensor, q_right: Tensor) -> Tensor:
 
 def energy_ratio(inp: Tensor, out: Tensor) -> float:
     """‖out‖ / ‖in‖ over the whole tensors (computed in float64)."""
-    return float(out.double().norm() / inp.double().norm())
+    return float(out.detach().double().norm() / inp.detach().double().norm())
 
 
 def _rotate(u: Tensor, matrix: Tensor | None) -> Tensor:
