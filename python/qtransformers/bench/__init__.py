@@ -6,6 +6,7 @@
 
 SUITES = {
     "speed": "qtransformers.bench.speed",
+    "long-context": "qtransformers.bench.long_context",
 }
 
 DEFAULT_SUITE = "speed"
