@@ -32,7 +32,7 @@ CPU_DEFAULT = "rust"
 
 def fft_size(t: int) -> int:
     """Smallest even 5-smooth length >= 2t - 1 (the same rule as the Rust core)."""
-    n = max(2 * t - 1, 2)
+    n = max(2 * int(t) - 1, 2)  # int(): under torch.compile's dynamic shapes, specialise on the length
     n += n % 2
     while True:
         m = n

@@ -33,23 +33,18 @@ def phase_angles(t: int, dim: int, *, group: int = 2, base: float = 10000.0, dev
 
 
 def _rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor, channels_first: bool) -> Tensor:
-    """Rotate pairs (2i, 2i+1) of x by angles with cosines/sines (D/2, T), writing one output."""
+    """Rotate pairs (2i, 2i+1) of x by angles with cosines/sines (D/2, T)."""
     b = x.size(0)
-    out = torch.empty_like(x)
     if channels_first:
         d, t = x.shape[1:]
-        xv, ov = x.view(b, d // 2, 2, t), out.view(b, d // 2, 2, t)
-        re, im, o_re, o_im = xv[:, :, 0], xv[:, :, 1], ov[:, :, 0], ov[:, :, 1]
+        re, im = x.view(b, d // 2, 2, t).unbind(2)
+        axis = 2
     else:
         t, d = x.shape[1:]
-        xv, ov = x.view(b, t, d // 2, 2), out.view(b, t, d // 2, 2)
-        re, im, o_re, o_im = xv[..., 0], xv[..., 1], ov[..., 0], ov[..., 1]
-        cos, sin = cos.t(), sin.t()
-    torch.mul(re, cos, out=o_re)
-    o_re.addcmul_(im, sin, value=-1)
-    torch.mul(re, sin, out=o_im)
-    o_im.addcmul_(im, cos)
-    return out
+        re, im = x.view(b, t, d // 2, 2).unbind(3)
+        cos, sin, axis = cos.t(), sin.t(), 3
+    out = (torch.addcmul(re * cos, im, sin, value=-1), torch.addcmul(re * sin, im, cos))
+    return torch.stack(out, dim=axis).view(x.shape)
 
 
 class _PhaseRotate(torch.autograd.Function):
