@@ -26,6 +26,7 @@ from qtransformers.bench.speed import time_case
 COLUMNS = ["impl", "mode", "N", "median_ms", "peak_mem_MiB", "ratio_to_sdpa"]
 SLOPE_COLUMNS = ["impl", "mode", "time_slope", "mem_slope", "points"]
 TORCH_FFT_CASE = "qrh-torchfft"
+MHA_CASE = "nn.MultiheadAttention"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=None, help="comma-separated case names (default: all mixers + MHA)")
     parser.add_argument("--max-seconds", type=float, default=60.0,
                         help="stop growing N for a case once one step takes longer (default 60)")
+    parser.add_argument("--mha-max-n", type=int, default=8192,
+                        help="largest N for nn.MultiheadAttention, whose float causal mask and (on CPU) "
+                             "attention weights are N x N (default 8192)")
     parser.add_argument("--slope-from", type=int, default=1024, help="fit slopes over N >= this (default 1024)")
 
 
@@ -88,7 +92,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     jobs = [(n, name, mode) for n in sorted(lengths) for name in cases for mode in ("fwd", "fwd+bwd")]
     torch.manual_seed(0)
     for n, name, mode in tqdm(jobs, desc="long-context", disable=not args.progress):
-        if name in stopped:
+        if name in stopped or (name == MHA_CASE and n > args.mha_max_n):
             continue
         try:
             module = cases[name](dim, args.heads, device, dtype)
