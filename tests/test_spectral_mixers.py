@@ -155,3 +155,16 @@ def test_absolute_phase_layouts_agree_preserve_norm_and_gradcheck(group):
         pairs = torch.view_as_complex(y.view(2, 9, 4, 2)) / torch.view_as_complex(x.view(2, 9, 4, 2))
         assert torch.allclose(pairs[:, :, 0::2], pairs[:, :, 1::2])
     assert torch.autograd.gradcheck(lambda a: absolute_phase(a, group=group), (x.clone().requires_grad_(True),))
+
+
+@pytest.mark.parametrize("name", mixers.available())
+def test_every_mixer_runs_in_bfloat16_close_to_float32(name):
+    causal = mixers.supports_causal(name)
+    torch.manual_seed(0)
+    mixer = mixers.build(name, DIM, causal=causal)
+    x = x_of(2, 97, DIM)
+    with torch.no_grad():
+        ref = mixer(x)
+        y = mixer.to(torch.bfloat16)(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    assert (y.float() - ref).norm() / ref.norm() < 0.05

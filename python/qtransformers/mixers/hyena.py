@@ -35,7 +35,8 @@ class ImplicitFilter(nn.Module):
         """Kernel taps for lags 0..t-1: (D, t)."""
         lag = torch.arange(t, device=device, dtype=torch.float32)
         arg = lag[:, None] * self.freqs[None, :]
-        taps = self.mlp(torch.cat((arg.sin(), arg.cos()), dim=-1)).t()
+        features = torch.cat((arg.sin(), arg.cos()), dim=-1).to(self.mlp[0].weight.dtype)
+        taps = self.mlp(features).t()
         return (taps * torch.exp(-self.decay[:, None] * lag[None, :])).to(dtype)
 
 
