@@ -47,7 +47,7 @@ pub fn fft_len(t: usize) -> usize {
     loop {
         let mut m = n;
         for p in [2, 3, 5] {
-            while m % p == 0 {
+            while m.is_multiple_of(p) {
                 m /= p;
             }
         }
@@ -89,7 +89,7 @@ impl<T: ConvFloat> Plans<T> {
         // Spectra of real signals: DC and Nyquist are real; clear rounding residue there.
         spec[0].im = T::zero();
         let last = spec.len() - 1;
-        if self.n % 2 == 0 {
+        if self.n.is_multiple_of(2) {
             spec[last].im = T::zero();
         }
         self.inverse.process(spec, pad).map_err(fft_error)?;
@@ -118,7 +118,7 @@ fn check_dims(b: usize, c: usize, t: usize, kernels: usize) -> Result<usize> {
     if b == 0 || c == 0 || t == 0 {
         return Err(Error::Shape(format!("causal_fftconv needs non-empty (B, C, T), got ({b}, {c}, {t})")));
     }
-    if kernels == 0 || c % kernels != 0 {
+    if kernels == 0 || !c.is_multiple_of(kernels) {
         return Err(Error::Shape(format!(
             "the number of kernels K = {kernels} must divide the number of channels C = {c}"
         )));
