@@ -9,7 +9,7 @@ Ablation options (all at nearly the same parameter count, the two D×D projectio
 
 - ``quaternion=False``: complex-valued mixing without quaternion structure: the 4E reals are
   2E complex channels, each with its own α and a learned unit complex phase e^{iθ} as rotation.
-- ``spectral_filter=False``: no F(k) filter (no token mixing beyond position; α not created).
+- ``spectral_filter=False``: no F(k) filter, so no token mixing at all (α not created).
 - ``rotation=False`` (same as ``learned_rotation=False``): no rotation R.
 - ``position=False``: no absolute phase.
 """
