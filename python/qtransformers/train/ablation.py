@@ -1,0 +1,144 @@
+"""The ablation study: the ΨQRH variants and every other causal mixer at an equal parameter budget.
+
+Variants: the SDPA transformer baseline, QRH without quaternions (complex-valued mixing), without
+the spectral filter, without the rotation, full QRH, then every other causal mixer in the registry.
+Each is given the width whose ByteLM parameter count is closest to the baseline's, trained on the
+same data for the same steps with the same seed, and measured: validation bits per byte, peak
+memory, median time per training step, and the time of one training step at a long context.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from qtransformers import mixers
+from qtransformers.bench.timing import median_ms
+from qtransformers.models import ByteLM, ByteLMConfig
+from qtransformers.profile import profile
+from qtransformers.train.trainer import Trainer, TrainConfig, make_optimizer
+
+BASELINE = "attention"
+COLUMNS = [
+    "variant", "mixer", "options", "dim", "params", "params_vs_baseline", "val_loss", "val_bpb",
+    "peak_mem_MiB", "ms_per_step", "long_ctx_ms_per_step", "status",
+]
+
+
+@dataclass
+class Variant:
+    """One row of the study: a display name, a mixer name and its options."""
+
+    name: str
+    mixer: str
+    options: dict = field(default_factory=dict)
+
+
+def variants(available: list[str] | None = None) -> list[Variant]:
+    """The five ΨQRH variants (if ``qrh`` is registered) followed by every other causal mixer."""
+    available = mixers.available(causal=True) if available is None else available
+    out = [Variant("transformer (SDPA)", BASELINE)]
+    if "qrh" in available:
+        out += [
+            Variant("QRH no quaternions", "qrh", {"quaternion": False}),
+            Variant("QRH no spectral filter", "qrh", {"spectral_filter": False}),
+            Variant("QRH no rotation", "qrh", {"rotation": False}),
+            Variant("QRH full", "qrh", {}),
+        ]
+    out += [Variant(name, name) for name in available if name not in (BASELINE, "qrh")]
+    return out
+
+
+def count_parameters(config: ByteLMConfig) -> int:
+    """Parameters of a ByteLM built from ``config`` (on the meta device when the mixer allows it)."""
+    try:
+        with torch.device("meta"):
+            return ByteLM(config).num_parameters()
+    except (RuntimeError, NotImplementedError):
+        return ByteLM(config).num_parameters()
+
+
+def match_dim(base: ByteLMConfig, variant: Variant, target: int, *, multiple: int = 8) -> tuple[int, int]:
+    """(dim, params) of the width (a multiple of ``multiple``) whose parameter count is closest to ``target``."""
+    best: tuple[float, int, int] | None = None
+    for dim in range(multiple, 4 * base.dim + 1, multiple):
+        config = ByteLMConfig(**{**base.to_dict(), "mixer": variant.mixer, "dim": dim, "mixer_options": variant.options})
+        try:
+            params = count_parameters(config)
+        except (ValueError, RuntimeError, TypeError, NotImplementedError):
+            continue
+        gap = abs(params - target) / target
+        if best is None or gap < best[0]:
+            best = (gap, dim, params)
+        if params > 2 * target:
+            break
+    if best is None:
+        raise ValueError(f"no width up to {4 * base.dim} builds mixer {variant.mixer!r} with {variant.options}")
+    return best[1], best[2]
+
+
+def long_context_step_ms(config: ByteLMConfig, seq_len: int, batch_size: int, device: torch.device, repeats: int) -> float:
+    """Median ms of one training step (forward, backward, AdamW) of a model like ``config`` at ``seq_len``."""
+    config = ByteLMConfig(**{**config.to_dict(), "max_seq_len": seq_len})
+    torch.manual_seed(0)
+    model = ByteLM(config).to(device)
+    optimizer = make_optimizer(model, 1e-4, 0.0)
+    x = torch.randint(0, 256, (batch_size, seq_len), device=device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            loss = model.loss(x, x)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return median_ms(step, device, warmup=1, repeats=repeats)
+
+
+def run_variant(variant: Variant, base: ByteLMConfig, train: TrainConfig, target: int, long_ctx: int) -> dict:
+    """Train one variant at the matched width and return its row of the table."""
+    dim, params = match_dim(base, variant, target)
+    config = ByteLMConfig(**{**base.to_dict(), "mixer": variant.mixer, "dim": dim, "mixer_options": variant.options})
+    row = {
+        "variant": variant.name, "mixer": variant.mixer, "options": json.dumps(variant.options, sort_keys=True),
+        "dim": dim, "params": params, "params_vs_baseline": params / target,
+    }
+    device = torch.device(train.device)
+    trainer = Trainer(config, train)
+    with profile(device, sample_interval=0.005) as prof:
+        history = trainer.run()
+    last = history[-1]
+    row.update(
+        val_loss=last["val_loss"], val_bpb=last["val_bpb"], peak_mem_MiB=prof.result.peak_bytes / 2**20,
+        ms_per_step=1e3 * statistics.median(trainer.step_seconds[1:] or trainer.step_seconds),
+        curve=[(r["step"], r["val_loss"]) for r in history if "val_loss" in r], status="ok",
+    )
+    row["long_ctx_ms_per_step"] = (
+        long_context_step_ms(config, long_ctx, 1, device, repeats=3) if long_ctx else math.nan
+    )
+    return row
+
+
+def run_ablation(base: ByteLMConfig, train: TrainConfig, *, long_ctx: int = 1024, only: list[str] | None = None,
+                 progress=None) -> list[dict]:
+    """Rows of the study (one per variant; failures recorded in ``status``); each run writes into train.out/<slug>."""
+    target = count_parameters(ByteLMConfig(**{**base.to_dict(), "mixer": BASELINE, "mixer_options": {}}))
+    rows = []
+    chosen = [v for v in variants() if only is None or v.mixer in only or v.name in only]
+    for variant in chosen:
+        slug = "".join(c if c.isalnum() else "-" for c in variant.name.lower()).strip("-")
+        cfg = TrainConfig(**{**vars(train), "out": str(Path(train.out) / slug), "progress": False})
+        try:
+            rows.append(run_variant(variant, base, cfg, target, long_ctx))
+        except Exception as exc:  # noqa: BLE001 - a failing variant is reported in the table, the study goes on
+            rows.append({"variant": variant.name, "mixer": variant.mixer, "options": json.dumps(variant.options),
+                         "status": f"failed: {type(exc).__name__}: {exc}"})
+        if progress is not None:
+            progress(rows[-1])
+    return rows
