@@ -62,8 +62,8 @@ def phase_energies(phases: Tensor) -> dict[str, Tensor]:
         re = torch.einsum("bthd,btgd->bthg", cos, cos) + torch.einsum("bthd,btgd->bthg", sin, sin)
         im = torch.einsum("bthd,btgd->bthg", sin, cos) - torch.einsum("bthd,btgd->bthg", cos, sin)
         overlap = (re.square() + im.square()) / (d * d)
-        off_diagonal = ~torch.eye(h, dtype=torch.bool, device=phases.device)
-        entanglement = overlap[..., off_diagonal].mean()
+        off_diagonal = overlap.sum((-2, -1)) - overlap.diagonal(dim1=-2, dim2=-1).sum(-1)
+        entanglement = off_diagonal.mean() / (h * (h - 1))
     else:
         entanglement = phases.new_zeros(())
     coherence = torch.sqrt(cos.mean(1).square() + sin.mean(1).square()).mean().detach()
