@@ -5,6 +5,8 @@ Public names are re-exported here; see the README for the tour.
 
 from qtransformers._core import __version__
 from qtransformers.attention import QuantumMultiheadAttention, convert_attention
+from qtransformers.mixers.qrh import QRHLayer
+from qtransformers.mixers.qrh_block import QRHTransformerBlock
 from qtransformers.exceptions import (
     BackendUnavailableError,
     DTypeError,
@@ -20,6 +22,8 @@ __all__ = [
     "InvalidArgumentError",
     "QTransformersError",
     "QuantumMultiheadAttention",
+    "QRHLayer",
+    "QRHTransformerBlock",
     "ShapeError",
     "convert_attention",
 ]

@@ -4,6 +4,10 @@ Each fast path (Rust, Triton) has a ``*_ref`` PyTorch reference beside it.
 """
 
 from qtransformers.functional.attention import exact_attention, safe_softmax
+from qtransformers.functional.fftconv import causal_fftconv, causal_fftconv_ref
+from qtransformers.functional.position import absolute_phase
+from qtransformers.functional.qrh import energy_ratio, qrh, qrh_ref
 from qtransformers.functional.sampling import sample_rows, sample_rows_ref
 
 __all__ = ["exact_attention", "safe_softmax", "sample_rows", "sample_rows_ref"]
+__all__ += ["absolute_phase", "causal_fftconv", "causal_fftconv_ref", "energy_ratio", "qrh", "qrh_ref"]

@@ -2,3 +2,7 @@
 
 from qtransformers.mixers import attention  # noqa: F401
 from qtransformers.mixers import phase  # noqa: F401
+from qtransformers.mixers import qrh  # noqa: F401
+from qtransformers.mixers import fnet  # noqa: F401
+from qtransformers.mixers import hyena  # noqa: F401
+from qtransformers.mixers import spectral  # noqa: F401

@@ -5,6 +5,7 @@
 //! [`Error`] instead of panicking.
 
 pub mod error;
+pub mod fftconv;
 pub mod sampling;
 
 pub use error::{Error, Result};

@@ -1,0 +1,153 @@
+"""Causal FFT convolution of (B, C, T) signals with per-channel (C, T) kernels.
+
+``y[b, c, t] = sum_{j <= t} k[c, j] * u[b, c, t - j]``: zero-pad to an even 5-smooth length
+``n >= 2T - 1``, rfft, multiply, irfft, keep the first T samples, so no output sees a later
+input. Three implementations of the same math:
+
+- :func:`causal_fftconv_ref`: plain ``torch.fft`` with autograd through the complex ops (the reference);
+- backend ``"torch"``: an ``autograd.Function`` whose backward is the matching correlation, also by
+  FFT, keeping only the real inputs for backward (no complex intermediates saved);
+- backend ``"rust"``: the Rust core (realfft plans cached, rows/channels in parallel with rayon),
+  registered as the custom op ``qtransformers::causal_fftconv_rust`` with its own backward (also in
+  Rust); a custom op, so ``torch.compile`` treats it as one opaque node. CPU, float32/float64 only.
+
+``backend="auto"`` picks :data:`CPU_DEFAULT` on CPU (chosen from the long-context bench, see the
+README) and ``"torch"`` elsewhere. Half/bfloat16 inputs are computed in float32 and cast back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from qtransformers import _core
+from qtransformers.exceptions import DTypeError, InvalidArgumentError, ShapeError
+
+BACKENDS = ("auto", "torch", "rust", "reference")
+CPU_DEFAULT = "rust"
+
+
+def fft_size(t: int) -> int:
+    """Smallest even 5-smooth length >= 2t - 1 (the same rule as the Rust core)."""
+    n = max(2 * t - 1, 2)
+    n += n % 2
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 2
+
+
+def _check(u: Tensor, k: Tensor, backend: str) -> None:
+    if backend not in BACKENDS:
+        raise InvalidArgumentError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if u.dim() != 3 or k.dim() != 2 or k.shape != u.shape[1:]:
+        raise ShapeError(f"expected u (B, C, T) and k (C, T), got u {tuple(u.shape)} and k {tuple(k.shape)}")
+    if u.size(-1) == 0:
+        raise ShapeError(f"sequence length must be positive, got u {tuple(u.shape)}")
+    if not (u.is_floating_point() and k.is_floating_point()):
+        raise DTypeError(f"u and k must be floating point, got {u.dtype} and {k.dtype}")
+
+
+def causal_fftconv_ref(u: Tensor, k: Tensor) -> Tensor:
+    """Reference causal convolution: u (B, C, T), k (C, T) -> (B, C, T), autograd through torch.fft."""
+    t = u.size(-1)
+    n = fft_size(t)
+    return torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(k, n=n), n=n)[..., :t]
+
+
+def _correlate(a_spec: Tensor, b_spec: Tensor, n: int, t: int) -> Tensor:
+    """First t lags of the circular correlation given the two spectra."""
+    return torch.fft.irfft(a_spec * b_spec.conj(), n=n)[..., :t]
+
+
+class _TorchFFTConv(torch.autograd.Function):
+    """Causal FFT convolution whose backward is an FFT correlation (saves only u and k)."""
+
+    @staticmethod
+    def forward(ctx, u: Tensor, k: Tensor) -> Tensor:
+        ctx.save_for_backward(u, k)
+        return causal_fftconv_ref(u, k)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        u, k = ctx.saved_tensors
+        t = u.size(-1)
+        n = fft_size(t)
+        g_spec = torch.fft.rfft(grad, n=n)
+        grad_u = _correlate(g_spec, torch.fft.rfft(k, n=n), n, t) if ctx.needs_input_grad[0] else None
+        grad_k = None
+        if ctx.needs_input_grad[1]:
+            cross = (g_spec * torch.fft.rfft(u, n=n).conj()).sum(dim=0)
+            grad_k = torch.fft.irfft(cross, n=n)[..., :t]
+        return grad_u, grad_k
+
+
+def _as_numpy(x: Tensor) -> np.ndarray:
+    return x.detach().contiguous().numpy()
+
+
+@torch.library.custom_op("qtransformers::causal_fftconv_rust", mutates_args=())
+def _rust_forward(u: Tensor, k: Tensor) -> Tensor:
+    return torch.from_numpy(np.asarray(_core.causal_fftconv(_as_numpy(u), _as_numpy(k))))
+
+
+@_rust_forward.register_fake
+def _(u: Tensor, k: Tensor) -> Tensor:
+    return torch.empty_like(u)
+
+
+@torch.library.custom_op("qtransformers::causal_fftconv_rust_backward", mutates_args=())
+def _rust_backward(grad: Tensor, u: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+    gu, gk = _core.causal_fftconv_backward(_as_numpy(grad), _as_numpy(u), _as_numpy(k))
+    return torch.from_numpy(np.asarray(gu)), torch.from_numpy(np.asarray(gk))
+
+
+@_rust_backward.register_fake
+def _(grad: Tensor, u: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+    return torch.empty_like(u), torch.empty_like(k)
+
+
+def _rust_setup(ctx, inputs, output) -> None:
+    ctx.save_for_backward(*inputs)
+
+
+def _rust_grad(ctx, grad: Tensor):
+    u, k = ctx.saved_tensors
+    return _rust_backward(grad.contiguous(), u, k)
+
+
+_rust_forward.register_autograd(_rust_grad, setup_context=_rust_setup)
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The concrete backend ``"auto"`` stands for on ``device``."""
+    if backend != "auto":
+        return backend
+    return CPU_DEFAULT if device.type == "cpu" else "torch"
+
+
+def causal_fftconv(u: Tensor, k: Tensor, backend: str = "auto") -> Tensor:
+    """Causal convolution of u (B, C, T) with per-channel kernels k (C, T) -> (B, C, T).
+
+    ``backend`` is "auto", "torch", "rust" or "reference" (see the module docstring).
+    """
+    _check(u, k, backend)
+    chosen = resolve_backend(backend, u.device)
+    dtype = u.dtype
+    if dtype not in (torch.float32, torch.float64):
+        u, k = u.float(), k.float()
+    k = k.to(u.dtype)
+    if chosen == "reference":
+        y = causal_fftconv_ref(u, k)
+    elif chosen == "torch":
+        y = _TorchFFTConv.apply(u, k)
+    else:
+        if u.device.type != "cpu":
+            raise InvalidArgumentError(f"the rust backend runs on CPU tensors only, got {u.device}")
+        y = _rust_forward(u.contiguous(), k.contiguous())
+    return y.to(dtype)

@@ -1,0 +1,130 @@
+"""``QRHLayer`` and the "qrh" mixer: ΨQRH token mixing on quaternion-valued embeddings.
+
+(B, T, 4E) -> input projection -> absolute phase (position) -> view as E quaternions per token
+-> Ψ_QRH = R · F⁻¹{F_α(k) · F{Ψ}} (causal or not, see :mod:`qtransformers.functional.qrh`)
+-> output projection. α is a learnable per-channel parameter; R = left and right unit
+quaternions per channel (learned 4-vectors, normalised in forward, initialised to identity).
+
+Ablation options (all at nearly the same parameter count, the two D×D projections dominate):
+
+- ``quaternion=False``: complex-valued mixing without quaternion structure: the 4E reals are
+  2E complex channels, each with its own α and a learned unit complex phase e^{iθ} as rotation.
+- ``spectral_filter=False``: no F(k) filter (no token mixing beyond position; α not created).
+- ``rotation=False`` (same as ``learned_rotation=False``): no rotation R.
+- ``position=False``: no absolute phase.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from qtransformers.exceptions import InvalidArgumentError, ShapeError
+from qtransformers.functional.position import absolute_phase
+from qtransformers.functional.qrh import rotation_matrix, spectral_rotate
+from qtransformers.mixers.registry import register
+
+
+def fractal_dimension(x: Tensor) -> Tensor:
+    """Box-free spectral estimate of the fractal dimension of each channel of x (B, T, C) -> (C,).
+
+    Fits the power-spectrum slope |X(k)|² ∝ k^(-β) over k = 1..T/2 (log-log least squares,
+    averaged over the batch) and maps it with the fractional-Brownian-motion relation
+    D = (5 - β) / 2, clamped to the range [1, 2] of a 1-D profile.
+    """
+    t = x.size(1)
+    if t < 4:
+        raise ShapeError(f"fractal_dimension needs at least 4 time steps, got {tuple(x.shape)}")
+    power = torch.fft.rfft(x.double(), dim=1).abs().square().mean(dim=0)[1 : t // 2 + 1]
+    logk = torch.log(torch.arange(1, power.size(0) + 1, dtype=torch.float64, device=x.device))
+    logp = torch.log(power.clamp_min(1e-300))
+    kc = logk - logk.mean()
+    slope = (kc[:, None] * (logp - logp.mean(dim=0))).sum(dim=0) / kc.square().sum()
+    return ((5.0 + slope) / 2.0).clamp(1.0, 2.0).to(x.dtype)
+
+
+class QRHLayer(nn.Module):
+    """ΨQRH layer on (B, T, 4·embed_dim) -> (B, T, 4·embed_dim); see the module docstring.
+
+    ``fractal_init=True``: on the first forward call α is set, per channel, to
+    ``alpha · D_f`` where D_f ∈ [1, 2] is :func:`fractal_dimension` of the projected batch
+    (α grows with the roughness of the signal; a smooth D_f = 1 keeps ``alpha``).
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        *,
+        alpha: float = 1.0,
+        causal: bool = False,
+        learned_rotation: bool = True,
+        fractal_init: bool = False,
+        quaternion: bool = True,
+        spectral_filter: bool = True,
+        rotation: bool = True,
+        position: bool = True,
+        bias: bool = True,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if embed_dim < 1:
+            raise InvalidArgumentError(f"embed_dim must be positive, got {embed_dim}")
+        self.embed_dim, self.dim, self.causal = embed_dim, 4 * embed_dim, causal
+        self.group = 4 if quaternion else 2
+        self.channels = self.dim // self.group
+        self.position, self.backend = position, backend
+        self.in_proj = nn.Linear(self.dim, self.dim, bias=bias)
+        self.out_proj = nn.Linear(self.dim, self.dim, bias=bias)
+        self.alpha = nn.Parameter(torch.full((self.channels,), float(alpha))) if spectral_filter else None
+        self.learned_rotation = learned_rotation and rotation
+        if self.learned_rotation and quaternion:
+            identity = torch.tensor([1.0, 0.0, 0.0, 0.0]).repeat(self.channels, 1)
+            self.q_left = nn.Parameter(identity.clone())
+            self.q_right = nn.Parameter(identity.clone())
+        elif self.learned_rotation:
+            self.theta = nn.Parameter(torch.zeros(self.channels))
+        self.fractal_init = fractal_init and spectral_filter
+        self._fractal_done = False
+
+    def rotation(self) -> Tensor | None:
+        """Current per-channel rotation matrices (C, G, G), or None without rotation."""
+        if not self.learned_rotation:
+            return None
+        if self.group == 4:
+            q_left = self.q_left / self.q_left.norm(dim=-1, keepdim=True)
+            q_right = self.q_right / self.q_right.norm(dim=-1, keepdim=True)
+            return rotation_matrix(q_left, q_right)
+        cos, sin = self.theta.cos(), self.theta.sin()
+        return torch.stack((torch.stack((cos, -sin), -1), torch.stack((sin, cos), -1)), -2)
+
+    @torch.no_grad()
+    def _init_alpha_from(self, h: Tensor) -> None:
+        channels = h.reshape(h.size(0), h.size(1), self.channels, self.group).square().sum(-1).sqrt()
+        self.alpha.copy_(self.alpha * fractal_dimension(channels.float()).to(self.alpha))
+        self._fractal_done = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Mix tokens of x (B, T, 4·embed_dim)."""
+        if x.dim() != 3 or x.size(-1) != self.dim:
+            raise ShapeError(f"expected input (B, T, {self.dim}), got {tuple(x.shape)}")
+        b, t, _ = x.shape
+        h = self.in_proj(x)
+        if self.position:
+            h = absolute_phase(h)
+        if self.fractal_init and not self._fractal_done:
+            self._init_alpha_from(h.detach())
+        u = h.view(b, t, self.channels, self.group).permute(0, 2, 3, 1)
+        y = spectral_rotate(u, self.alpha, self.rotation(), self.causal, backend=self.backend)
+        return self.out_proj(y.permute(0, 3, 1, 2).reshape(b, t, self.dim))
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, group={self.group}, causal={self.causal}"
+
+
+@register("qrh")
+def build_qrh(dim: int, *, causal: bool = True, **options) -> QRHLayer:
+    """The "qrh" mixer of width ``dim`` (divisible by 4): a :class:`QRHLayer` with embed_dim = dim / 4."""
+    if dim % 4 != 0:
+        raise InvalidArgumentError(f"the qrh mixer needs dim divisible by 4 (quaternion channels), got {dim}")
+    return QRHLayer(dim // 4, causal=causal, **options)
+

@@ -1,0 +1,141 @@
+"""Spectral mixers: leakage over every registered causal mixer, position, ablation options, blocks, compile."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qtransformers import QRHLayer, QRHTransformerBlock, mixers
+from qtransformers.exceptions import InvalidArgumentError, ShapeError
+from qtransformers.functional import energy_ratio
+
+DIM = 16
+
+
+def x_of(b, t, d, seed=0, dtype=torch.float32):
+    return torch.randn(b, t, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+
+
+@pytest.mark.parametrize("name", mixers.available(causal=True))
+def test_causal_mixer_does_not_leak_future_tokens(name):
+    torch.manual_seed(0)
+    mixer = mixers.build(name, DIM, causal=True).double().eval()
+    x = x_of(2, 37, DIM, dtype=torch.float64)
+    for t0 in (0, 17, 36):
+        x2 = x.clone()
+        x2[:, t0] += torch.randn(DIM, dtype=torch.float64)
+        with torch.no_grad():
+            y, y2 = mixer(x), mixer(x2)
+        assert (y[:, :t0] - y2[:, :t0]).abs().max() < 1e-6 if t0 else True
+        assert (y[:, t0:] - y2[:, t0:]).abs().max() > 1e-4  # the change is seen from t0 on
+
+
+def test_required_mixers_are_registered():
+    assert {"attention", "qrh", "fnet", "hyena", "spectral"} <= set(mixers.available())
+    assert "fnet" not in mixers.available(causal=True)
+    with pytest.raises(InvalidArgumentError, match="fnet"):
+        mixers.build("fnet", DIM, causal=True)
+
+
+def test_qrh_needs_dim_divisible_by_four():
+    with pytest.raises(InvalidArgumentError, match="divisible by 4"):
+        mixers.build("qrh", 30, causal=True)
+
+
+@pytest.mark.parametrize("causal", (False, True))
+def test_position_breaks_shift_invariance(causal):
+    x = x_of(1, 40, DIM, seed=1)
+    shift = 5
+
+    def gap(position):
+        torch.manual_seed(0)
+        m = mixers.build("qrh", DIM, causal=causal, position=position).eval()
+        with torch.no_grad():
+            if causal:  # zero-padded shift: compare the positions both outputs cover
+                xs = torch.cat([torch.zeros(1, shift, DIM), x[:, :-shift]], dim=1)
+                ys, y = m(xs), m(x)
+                bias_only = m(torch.zeros_like(x))
+                return ((ys[:, shift:] - bias_only[:, shift:]) - (y[:, :-shift] - bias_only[:, :-shift])).abs().max()
+            return (m(x.roll(shift, dims=1)) - m(x).roll(shift, dims=1)).abs().max()
+
+    assert gap(position=False) < 1e-5  # a plain (circular / causal) convolution is shift-equivariant
+    assert gap(position=True) > 1e-2
+
+
+def test_qrh_ablation_options_keep_parameter_count():
+    def count(**opts):
+        return sum(p.numel() for p in mixers.build("qrh", 64, causal=True, **opts).parameters())
+
+    full = count()
+    x = x_of(2, 24, 64)
+    for opts in ({"quaternion": False}, {"spectral_filter": False}, {"rotation": False}):
+        assert abs(count(**opts) - full) / full < 0.02, opts
+        torch.manual_seed(0)
+        m = mixers.build("qrh", 64, causal=True, **opts)
+        y = m(x)
+        y.square().mean().backward()
+        assert y.shape == x.shape and all(p.grad is not None for p in m.parameters())
+
+
+def test_qrh_layer_learns_alpha_and_rotations():
+    layer = QRHLayer(4, causal=True)
+    assert isinstance(layer.alpha, torch.nn.Parameter) and layer.alpha.shape == (4,)
+    with torch.no_grad():
+        layer.q_left.add_(0.1 * torch.randn(4, 4))
+    layer(x_of(2, 20, 16)).square().mean().backward()
+    for p in (layer.alpha, layer.q_left, layer.q_right):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_qrh_layer_is_identity_when_projections_are_and_alpha_is_zero():
+    layer = QRHLayer(4, alpha=0.0, causal=False, position=False)
+    with torch.no_grad():
+        for lin in (layer.in_proj, layer.out_proj):
+            lin.weight.copy_(torch.eye(16))
+            lin.bias.zero_()
+    x = x_of(2, 33, 16)
+    assert torch.allclose(layer(x), x, atol=1e-6)
+    layer.alpha.data.fill_(1.5)
+    assert abs(energy_ratio(x, layer(x)) - 1) < 1e-5  # unitary mixing, no rescaling
+
+
+def test_fractal_init_sets_alpha_from_the_batch():
+    torch.manual_seed(0)
+    layer = QRHLayer(4, alpha=1.0, fractal_init=True)
+    rough = x_of(2, 256, 16)  # white noise: spectral slope ~0, D_f near 2
+    layer(rough)
+    assert torch.all(layer.alpha > 1.5) and torch.all(layer.alpha <= 2.0)
+    before = layer.alpha.detach().clone()
+    layer(rough)
+    assert torch.equal(layer.alpha.detach(), before)  # only once
+
+
+@pytest.mark.parametrize("mode", ("attention", "ffn", "hybrid"))
+def test_qrh_block_modes(mode):
+    block = QRHTransformerBlock(4, mode=mode, causal=True, num_heads=2)
+    x = x_of(2, 12, 16).requires_grad_(True)
+    y = block(x)
+    y.sum().backward()
+    assert y.shape == x.shape and x.grad is not None
+    n_qrh = sum(isinstance(m, QRHLayer) for m in block.modules())
+    assert n_qrh == (2 if mode == "hybrid" else 1)
+    with pytest.raises(ShapeError):
+        block(x_of(2, 12, 15))
+
+
+def test_block_rejects_unknown_mode():
+    with pytest.raises(InvalidArgumentError, match="mode"):
+        QRHTransformerBlock(4, mode="moe")
+
+
+@pytest.mark.parametrize("name", mixers.available())
+def test_every_mixer_compiles(name):
+    causal = mixers.supports_causal(name)
+    torch.manual_seed(0)
+    mixer = mixers.build(name, DIM, causal=causal)
+    x = x_of(2, 24, DIM).requires_grad_(True)
+    compiled = torch.compile(mixer)
+    y = compiled(x)
+    assert torch.allclose(y, mixer(x), atol=1e-4)
+    y.square().mean().backward()
+    assert x.grad is not None and all(p.grad is not None for p in mixer.parameters())
