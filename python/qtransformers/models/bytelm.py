@@ -22,13 +22,17 @@ VOCAB_SIZE = 256
 
 @dataclass
 class ByteLMConfig:
-    """Hyper-parameters of :class:`ByteLM`; ``mixer`` is any name from ``mixers.available(causal=True)``."""
+    """Hyper-parameters of :class:`ByteLM`; ``mixer`` is any name from ``mixers.available(causal=True)``.
+
+    The MLP hidden width is ``mlp_hidden`` if given, else ``mlp_ratio * dim``.
+    """
 
     mixer: str = "attention"
     dim: int = 128
     layers: int = 4
     max_seq_len: int = 256
     mlp_ratio: int = 4
+    mlp_hidden: int | None = None
     mixer_options: dict = field(default_factory=dict)
     activation_checkpointing: bool = False
 
@@ -47,12 +51,12 @@ class Block(nn.Module):
 
     def __init__(self, config: ByteLMConfig) -> None:
         super().__init__()
-        dim = config.dim
+        dim, hidden = config.dim, config.mlp_hidden or config.mlp_ratio * config.dim
         self.norm1 = nn.LayerNorm(dim)
         self.mixer = mixers.build(config.mixer, dim, causal=True, **config.mixer_options)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(
-            nn.Linear(dim, config.mlp_ratio * dim), nn.GELU(), nn.Linear(config.mlp_ratio * dim, dim)
+            nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
         )
 
     def forward(self, x: Tensor) -> Tensor:

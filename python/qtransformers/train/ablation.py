@@ -2,15 +2,15 @@
 
 Variants: the SDPA transformer baseline, QRH without quaternions (complex-valued mixing), without
 the spectral filter, without the rotation, full QRH, then every other causal mixer in the registry.
-Each is given the width whose ByteLM parameter count is closest to the baseline's, trained on the
+Each is given the width (and MLP width) whose ByteLM parameter count is closest to the baseline's, trained on the
 same data for the same steps with the same seed, and measured: validation bits per byte, peak
-memory, median time per training step, and the time of one training step at a long context.
+memory of one training step, median time per training step, and the time and peak memory of one
+training step (batch 1) at a long context.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,15 +18,14 @@ from pathlib import Path
 import torch
 
 from qtransformers import mixers
-from qtransformers.bench.timing import median_ms
+from qtransformers.bench.timing import median_ms, peak_memory_bytes
 from qtransformers.models import ByteLM, ByteLMConfig
-from qtransformers.profile import profile
 from qtransformers.train.trainer import Trainer, TrainConfig, make_optimizer
 
 BASELINE = "attention"
 COLUMNS = [
-    "variant", "mixer", "options", "dim", "params", "params_vs_baseline", "val_loss", "val_bpb",
-    "peak_mem_MiB", "ms_per_step", "long_ctx_ms_per_step", "status",
+    "variant", "mixer", "options", "dim", "mlp_hidden", "params", "params_vs_baseline", "val_loss", "val_bpb",
+    "peak_mem_MiB", "ms_per_step", "long_ctx_ms_per_step", "long_ctx_peak_mem_MiB", "status",
 ]
 
 
@@ -63,27 +62,43 @@ def count_parameters(config: ByteLMConfig) -> int:
         return ByteLM(config).num_parameters()
 
 
-def match_dim(base: ByteLMConfig, variant: Variant, target: int, *, multiple: int = 8) -> tuple[int, int]:
-    """(dim, params) of the width (a multiple of ``multiple``) whose parameter count is closest to ``target``."""
-    best: tuple[float, int, int] | None = None
+def match_size(base: ByteLMConfig, variant: Variant, target: int, *, multiple: int = 4) -> ByteLMConfig:
+    """Config of ``variant`` whose parameter count is closest to ``target``.
+
+    First the width (a multiple of ``multiple`` that the mixer accepts) with the closest count at the
+    default MLP, then the MLP hidden width is moved to absorb the remainder (each hidden unit is
+    ``layers * (2 * dim + 1)`` parameters), so counts match to a fraction of a percent.
+    """
+    best: tuple[float, ByteLMConfig] | None = None
     for dim in range(multiple, 4 * base.dim + 1, multiple):
-        config = ByteLMConfig(**{**base.to_dict(), "mixer": variant.mixer, "dim": dim, "mixer_options": variant.options})
+        config = _variant_config(base, variant, dim=dim)
         try:
             params = count_parameters(config)
         except (ValueError, RuntimeError, TypeError, NotImplementedError):
             continue
         gap = abs(params - target) / target
         if best is None or gap < best[0]:
-            best = (gap, dim, params)
+            best = (gap, config)
         if params > 2 * target:
             break
     if best is None:
         raise ValueError(f"no width up to {4 * base.dim} builds mixer {variant.mixer!r} with {variant.options}")
-    return best[1], best[2]
+    config = best[1]
+    hidden = config.mlp_ratio * config.dim
+    per_unit = config.layers * (2 * config.dim + 1)
+    hidden = max(1, hidden + round((target - count_parameters(config)) / per_unit))
+    return _variant_config(base, variant, dim=config.dim, mlp_hidden=hidden)
 
 
-def long_context_step_ms(config: ByteLMConfig, seq_len: int, batch_size: int, device: torch.device, repeats: int) -> float:
-    """Median ms of one training step (forward, backward, AdamW) of a model like ``config`` at ``seq_len``."""
+def _variant_config(base: ByteLMConfig, variant: Variant, **changes) -> ByteLMConfig:
+    return ByteLMConfig(**{**base.to_dict(), "mixer": variant.mixer, "mixer_options": variant.options, **changes})
+
+
+def step_cost(config: ByteLMConfig, seq_len: int, batch_size: int, device: torch.device, repeats: int) -> tuple[float, int]:
+    """(median ms, peak bytes) of one training step (forward, backward, AdamW) of a model like ``config``.
+
+    Measured on random bytes after a warm-up step; the peak is above the level before the step.
+    """
     config = ByteLMConfig(**{**config.to_dict(), "max_seq_len": seq_len})
     torch.manual_seed(0)
     model = ByteLM(config).to(device)
@@ -98,37 +113,38 @@ def long_context_step_ms(config: ByteLMConfig, seq_len: int, batch_size: int, de
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return median_ms(step, device, warmup=1, repeats=repeats)
+    ms = median_ms(step, device, warmup=1, repeats=repeats)
+    return ms, peak_memory_bytes(step, device)
 
 
 def run_variant(variant: Variant, base: ByteLMConfig, train: TrainConfig, target: int, long_ctx: int) -> dict:
     """Train one variant at the matched width and return its row of the table."""
-    dim, params = match_dim(base, variant, target)
-    config = ByteLMConfig(**{**base.to_dict(), "mixer": variant.mixer, "dim": dim, "mixer_options": variant.options})
+    config = match_size(base, variant, target)
+    params = count_parameters(config)
     row = {
         "variant": variant.name, "mixer": variant.mixer, "options": json.dumps(variant.options, sort_keys=True),
-        "dim": dim, "params": params, "params_vs_baseline": params / target,
+        "dim": config.dim, "mlp_hidden": config.mlp_hidden, "params": params, "params_vs_baseline": params / target,
     }
     device = torch.device(train.device)
     trainer = Trainer(config, train)
-    with profile(device, sample_interval=0.005) as prof:
-        history = trainer.run()
+    history = trainer.run()
     last = history[-1]
+    _, peak = step_cost(config, config.max_seq_len, train.batch_size, device, repeats=1)
     row.update(
-        val_loss=last["val_loss"], val_bpb=last["val_bpb"], peak_mem_MiB=prof.result.peak_bytes / 2**20,
+        val_loss=last["val_loss"], val_bpb=last["val_bpb"], peak_mem_MiB=peak / 2**20,
         ms_per_step=1e3 * statistics.median(trainer.step_seconds[1:] or trainer.step_seconds),
         curve=[(r["step"], r["val_loss"]) for r in history if "val_loss" in r], status="ok",
     )
-    row["long_ctx_ms_per_step"] = (
-        long_context_step_ms(config, long_ctx, 1, device, repeats=3) if long_ctx else math.nan
-    )
+    if long_ctx:
+        ms, peak = step_cost(config, long_ctx, 1, device, repeats=3)
+        row.update(long_ctx_ms_per_step=ms, long_ctx_peak_mem_MiB=peak / 2**20)
     return row
 
 
 def run_ablation(base: ByteLMConfig, train: TrainConfig, *, long_ctx: int = 1024, only: list[str] | None = None,
                  progress=None) -> list[dict]:
     """Rows of the study (one per variant; failures recorded in ``status``); each run writes into train.out/<slug>."""
-    target = count_parameters(ByteLMConfig(**{**base.to_dict(), "mixer": BASELINE, "mixer_options": {}}))
+    target = count_parameters(_variant_config(base, Variant(BASELINE, BASELINE)))
     rows = []
     chosen = [v for v in variants() if only is None or v.mixer in only or v.name in only]
     for variant in chosen:
