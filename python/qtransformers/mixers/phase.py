@@ -124,8 +124,8 @@ class PhaseMixer(nn.Module):
     def _mix(self, x: Tensor, offset: int, cache: dict | None) -> Tensor:
         b, t, _ = x.shape
         qa, qp, ka, kp, v = self.proj(x).view(b, t, 5, self.num_heads, self.head_dim).unbind(2)
-        phase_q = self.base_phase + self.max_phase_shift * torch.tanh(qp)
-        phase_k = self.base_phase + self.max_phase_shift * torch.tanh(kp)
+        phase_q = self.base_phase + self.max_phase_shift * torch.tanh(qp.float())
+        phase_k = self.base_phase + self.max_phase_shift * torch.tanh(kp.float())
         if cache is None:
             self.energies = phase_energies(phase_k)
         pos = torch.arange(offset, offset + t, device=x.device, dtype=torch.float32)
@@ -144,9 +144,14 @@ class PhaseMixer(nn.Module):
 
 
 def _polar_features(amplitude: Tensor, phase: Tensor) -> Tensor:
-    """(B, T, H, d) amplitude and phase -> (B, H, T, 2d) real and imaginary planes, in amplitude's dtype."""
-    phase = phase.to(amplitude.dtype)
-    return torch.cat([amplitude * torch.cos(phase), amplitude * torch.sin(phase)], dim=-1).transpose(1, 2)
+    """(B, T, H, d) amplitude and phase -> (B, H, T, 2d) real and imaginary planes, in amplitude's dtype.
+
+    cos/sin are taken in float32: rotary phases grow with the position, and in bfloat16 a phase
+    near 1000 rad would be rounded to a multiple of 4.
+    """
+    phase, a = phase.float(), amplitude.float()
+    planes = torch.cat([a * torch.cos(phase), a * torch.sin(phase)], dim=-1)
+    return planes.to(amplitude.dtype).transpose(1, 2)
 
 
 @register_incremental(PhaseMixer)

@@ -99,6 +99,16 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
 
 
+def module_generators(model: nn.Module) -> dict[str, torch.Generator]:
+    """Every ``torch.Generator`` held as an attribute by a submodule (e.g. a sampling mixer), by dotted name."""
+    return {
+        f"{name}.{attr}": value
+        for name, module in model.named_modules()
+        for attr, value in vars(module).items()
+        if isinstance(value, torch.Generator)
+    }
+
+
 def _distributed() -> tuple[int, int, int]:
     """(rank, world_size, local_rank), initialising the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -163,7 +173,8 @@ class Trainer:
 
     # ----------------------------------------------------------------- state
     def _state(self) -> dict:
-        rng = {"cpu": torch.get_rng_state()}
+        generators = module_generators(self.model)
+        rng = {"cpu": torch.get_rng_state(), "modules": {k: g.get_state() for k, g in generators.items()}}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng}
@@ -184,6 +195,10 @@ class Trainer:
         torch.set_rng_state(state["rng"]["cpu"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        generators = module_generators(self.model)
+        for key, generator_state in state["rng"].get("modules", {}).items():
+            if key in generators and generators[key].device.type == "cpu":
+                generators[key].set_state(generator_state)
         self.step = int(state["step"])
 
     def _load_history(self) -> None:
