@@ -78,14 +78,17 @@ def quantum_attention(
     dropout_p: float = 0.0,
     cv_features: int | None = None,
     sampler: str = "torch",
+    key_order: str = "value",
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Attention estimated from ``num_samples`` shots per query row; (B,H,L,Ev) [, weights (B,H,L,S)].
 
     q (B,H,L,E), k (B,H,S,E), v (B,H,S,Ev); ``attn_mask`` bool (True = takes part) or additive
     float, broadcastable to (B,H,L,S). See the module docstring for the estimators. Masked keys
     are never drawn; fully masked rows give zeros. ``sampler`` = "torch" (any device) or "rust"
-    (CPU, ``qtransformers._core``). With ``need_weights`` the second output is the estimator's
-    sparse weight matrix (an unbiased estimate of the attention probabilities).
+    (CPU, ``qtransformers._core``). ``key_order`` = "value" (:func:`value_order`) or "position"
+    (keys in their own order; a row's draws then never depend on later keys). With
+    ``need_weights`` the second output is the estimator's sparse weight matrix (an unbiased
+    estimate of the attention probabilities).
     """
     check_qkv(q, k, v)
     if backend not in BACKENDS:
@@ -94,6 +97,8 @@ def quantum_attention(
         raise InvalidArgumentError(f"num_samples must be a positive int, got {num_samples!r}")
     if top_k is not None and top_k < 0:
         raise InvalidArgumentError(f"top_k must be None or >= 0, got {top_k}")
+    if key_order not in ("value", "position"):
+        raise InvalidArgumentError(f"key_order must be 'value' or 'position', got {key_order!r}")
     if sampler not in ("torch", "rust"):
         raise InvalidArgumentError(f"sampler must be 'torch' or 'rust', got {sampler!r}")
     if backend == "exact":
@@ -104,7 +109,7 @@ def quantum_attention(
     scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else scale
     with torch.no_grad():  # the simulated device
         probs = safe_softmax(scaled_scores(q.detach(), k.detach(), attn_mask, is_causal, scale).float())
-    plan = _draw(probs, v, backend, num_samples, adaptive, top_k, generator, sampler)
+    plan = _draw(probs, v, backend, num_samples, adaptive, top_k, generator, sampler, key_order)
     idx, weights = plan["idx"], plan["weights"]
     if dropout_p > 0.0:
         keep = torch.rand(weights.shape, generator=generator, device=weights.device) >= dropout_p
@@ -153,7 +158,7 @@ def value_order(v: Tensor, bins: int = 4) -> Tensor:
         return (band * 4 * span + along).argsort(dim=-1)
 
 
-def _draw(probs, v, backend, m, adaptive, top_k, generator, sampler) -> dict:
+def _draw(probs, v, backend, m, adaptive, top_k, generator, sampler, key_order) -> dict:
     """Shot indices (B,H,L,M) and detached estimator weights (B,H,L,M) for the chosen design."""
     b, h, length, source = probs.shape
     rows = probs.reshape(-1, source)
@@ -166,15 +171,13 @@ def _draw(probs, v, backend, m, adaptive, top_k, generator, sampler) -> dict:
         pilot_idx = draw_rows(rows, pilot_shots, "multinomial", generator=generator, sampler=sampler)
     main = m - pilot if pilot else m
     if adaptive:
-        p_pilot = rows.gather(1, pilot_idx.clamp_min(0))
-        entropy = -(p_pilot.clamp_min(1e-30).log()).mean(-1)
-        score = torch.where(alive, torch.sqrt((1.0 - torch.exp(-entropy)).clamp_min(0.0)), -1.0)
-        shots = allocate_shots(score.view(b * h, length), main * length, min_shots=1, sampler=sampler)
-        shots = shots.reshape(-1) * alive
+        shots = adaptive_shots(rows, pilot_idx, length, main, sampler=sampler)
     else:
         shots = torch.full((rows.size(0),), main, dtype=torch.int64, device=rows.device) * alive
     method = "multinomial" if backend == "naive" else "systematic"
-    order = value_order(v).reshape(b * h, source) if method == "systematic" else None
+    order = None
+    if method == "systematic" and key_order == "value":
+        order = value_order(v).reshape(b * h, source)
     idx = draw_rows(rows, shots, method, generator=generator, order=order, rows_per_order=length, sampler=sampler)
     valid = idx >= 0
     safe_idx = idx.clamp_min(0)
@@ -200,6 +203,20 @@ def _draw(probs, v, backend, m, adaptive, top_k, generator, sampler) -> dict:
         "shots": shots.view(b, h, length),
         "pilot": pilot,
     }
+
+
+def adaptive_shots(rows: Tensor, pilot_idx: Tensor, length: int, per_row: int, *, sampler: str = "torch") -> Tensor:
+    """Shots per row (R,) from pilot draws (R, m0): ``per_row * length`` per head, ∝ sqrt(1 - exp(-Ĥ)).
+
+    Ĥ_i = -mean log p_J over row i's pilot draws J (an unbiased entropy estimate); rows of
+    ``length`` consecutive rows form a head; fully masked rows get none, live rows at least one.
+    """
+    alive = rows.sum(-1) > 0
+    p_pilot = rows.gather(1, pilot_idx.clamp_min(0))
+    entropy = -(p_pilot.clamp_min(1e-30).log()).mean(-1)
+    score = torch.where(alive, torch.sqrt((1.0 - torch.exp(-entropy)).clamp_min(0.0)), -1.0)
+    shots = allocate_shots(score.view(-1, length), per_row * length, min_shots=1, sampler=sampler)
+    return shots.reshape(-1) * alive
 
 
 def _horvitz_thompson(idx: Tensor, valid: Tensor, p_drawn: Tensor, m_row: Tensor) -> Tensor:
