@@ -30,7 +30,12 @@ def _transformers():
 
 
 def make_attention_function(*, seed: int | None = None, **quantum_options: Any):
-    """An AttentionInterface function (module, q, k, v, mask, …) -> (out (B, L, H, Ev), None)."""
+    """An AttentionInterface function (module, q, k, v, mask, …) -> (out (B, L, H, Ev), None).
+
+    Keys are laid out in position order unless ``key_order`` is given, so a causal model's
+    row t never draws differently because of tokens after t.
+    """
+    quantum_options.setdefault("key_order", "position")
     backend = quantum_options.get("backend", "stratified")
     if backend not in BACKENDS:
         raise InvalidArgumentError(f"backend must be one of {BACKENDS}, got {backend!r}")
