@@ -80,15 +80,16 @@ def quantum_attention(
     need_weights: bool = False,
     dropout_p: float = 0.0,
     cv_features: int | None = None,
-    sampler: str = "torch",
+    sampler: str = "auto",
     key_order: str = "value",
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Attention estimated from ``num_samples`` shots per query row; (B,H,L,Ev) [, weights (B,H,L,S)].
 
     q (B,H,L,E), k (B,H,S,E), v (B,H,S,Ev); ``attn_mask`` bool (True = takes part) or additive
     float, broadcastable to (B,H,L,S). See the module docstring for the estimators. Masked keys
-    are never drawn; fully masked rows give zeros. ``sampler`` = "torch" (any device) or "rust"
-    (CPU, ``qtransformers._core``). ``key_order`` = "value" (:func:`value_order`) or "position"
+    are never drawn; fully masked rows give zeros. ``sampler`` = "torch" (any device), "rust"
+    (host, ``qtransformers._core``) or "auto" (Rust for CPU tensors, where it measured faster,
+    torch otherwise). ``key_order`` = "value" (:func:`value_order`) or "position"
     (keys in their own order; a row's draws then never depend on later keys). With
     ``need_weights`` the second output is the estimator's sparse weight matrix (an unbiased
     estimate of the attention probabilities).
@@ -102,8 +103,10 @@ def quantum_attention(
         raise InvalidArgumentError(f"top_k must be None or >= 0, got {top_k}")
     if key_order not in ("value", "position"):
         raise InvalidArgumentError(f"key_order must be 'value' or 'position', got {key_order!r}")
-    if sampler not in ("torch", "rust"):
-        raise InvalidArgumentError(f"sampler must be 'torch' or 'rust', got {sampler!r}")
+    if sampler not in ("auto", "torch", "rust"):
+        raise InvalidArgumentError(f"sampler must be 'auto', 'torch' or 'rust', got {sampler!r}")
+    if sampler == "auto":
+        sampler = "rust" if q.device.type == "cpu" else "torch"
     if backend == "exact":
         out, weights = exact_attention(
             q, k, v, attn_mask, dropout_p, is_causal, scale=scale, need_weights=need_weights, generator=generator
