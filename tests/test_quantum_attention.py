@@ -49,13 +49,30 @@ def test_estimators_are_unbiased_with_masks(cfg):
     _assert_unbiased(out, exact[0])
 
 
-def test_control_variate_bias_is_within_bound():
-    q, k, v, _, (qr, kr, vr) = _problem(4000, seed=3)
-    exact, _ = exact_attention(q, k, v, is_causal=True, need_weights=True)
-    for backend in ("naive", "stratified"):
-        out = quantum_attention(qr, kr, vr, is_causal=True, backend=backend, num_samples=4, control_variate=True,
-                                cv_features=16, generator=torch.Generator().manual_seed(2))
+@pytest.mark.parametrize("cv", [dict(cv_kind="block", cv_block=3), dict(cv_kind="favor", cv_features=16)],
+                         ids=["block", "favor"])
+@pytest.mark.parametrize("backend", ["naive", "stratified"])
+def test_control_variates_are_unbiased(cv, backend):
+    q, k, v, mask, (qr, kr, vr) = _problem(4000, seed=3)
+    for kwargs in (dict(is_causal=True), dict(attn_mask=mask)):
+        exact, _ = exact_attention(q, k, v, need_weights=True, **kwargs)
+        out = quantum_attention(qr, kr, vr, backend=backend, num_samples=4, control_variate=True,
+                                generator=torch.Generator().manual_seed(2), **cv, **kwargs)
+        assert torch.isfinite(out).all()
         _assert_unbiased(out, exact[0])
+
+
+def test_block_control_variate_reduces_error():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 256, 16, generator=g) for _ in range(3))
+    exact, _ = exact_attention(q, k, v)
+
+    def error(**kw):
+        out = quantum_attention(q, k, v, backend="stratified", num_samples=8, generator=torch.Generator().manual_seed(0),
+                                **kw)
+        return float((out - exact).norm() / exact.norm())
+
+    assert error(control_variate=True, cv_block=8) < 0.75 * error()
 
 
 def test_masked_keys_never_contribute():
@@ -63,14 +80,15 @@ def test_masked_keys_never_contribute():
     gen = torch.Generator()
     for backend in ("naive", "stratified", "hybrid"):
         for cv in (False, True):
-            out, weights = quantum_attention(q, k, v, mask, backend=backend, num_samples=6, control_variate=cv,
-                                             generator=gen.manual_seed(5), need_weights=True)
+            extra = dict(control_variate=cv, cv_kind="favor" if backend == "hybrid" else "block", cv_block=2)
+            out, weights = quantum_attention(q, k, v, mask, backend=backend, num_samples=6,
+                                             generator=gen.manual_seed(5), need_weights=True, **extra)
             assert weights[~mask.expand_as(weights)].abs().max() == 0
             v2 = v.clone()
             v2[..., ~mask[0, 0].any(0), :] = 1e6  # keys masked for every row
             v2[..., 0, :] = torch.where(mask[0, 0, :, 0].any(), v2[..., 0, :], 1e6)
-            out2 = quantum_attention(q, k, v2, mask, backend=backend, num_samples=6, control_variate=cv,
-                                     generator=gen.manual_seed(5))
+            out2 = quantum_attention(q, k, v2, mask, backend=backend, num_samples=6,
+                                     generator=gen.manual_seed(5), **extra)
             assert torch.isfinite(out2).all()
             assert out[:, :, 0].abs().max() == 0 and out2[:, :, 0].abs().max() == 0
 
@@ -150,6 +168,8 @@ def test_bad_input_raises():
         quantum_attention(x, x, x, num_samples=0)
     with pytest.raises(InvalidArgumentError):
         quantum_attention(x, x, x, key_order="random")
+    with pytest.raises(InvalidArgumentError):
+        quantum_attention(x, x, x, backend="hybrid", control_variate=True)
 
 
 def test_rust_sampler_gives_the_same_estimator_law():

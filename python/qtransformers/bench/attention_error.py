@@ -4,7 +4,7 @@ For each regime, length N and budget m (shots per row, or features/landmarks/pro
 the baselines) it reports ‖Õ − O‖_F / ‖O‖_F against exact float32 attention (mean over batch,
 heads and seeds), the wall time and peak memory of one call (``qtransformers.profile``), the
 error ratio to naive sampling, and the estimator's classical side information as a fraction of
-exact attention's multiply-adds. Regimes: (a) Gaussian q, k, v (non-causal); (b) q, k, v of a
+exact attention's multiply-adds. "+cv" is the block control variate, "+favor-cv" the FAVOR+ one. Regimes: (a) Gaussian q, k, v (non-causal); (b) q, k, v of a
 small causal byte-level transformer trained on ``--data`` (captured once and cached in
 ``--capture``; causal, as in the model). Nyström and Linformer cannot be causal, so they have
 no regime (b) numbers.
@@ -37,6 +37,7 @@ SAMPLED = {
     "naive+cv": dict(backend="naive", control_variate=True),
     "stratified+cv": dict(backend="stratified", control_variate=True),
     "stratified+adaptive+cv": dict(backend="stratified", adaptive=True, control_variate=True),
+    "stratified+favor-cv": dict(backend="stratified", control_variate=True, cv_kind="favor"),
 }
 BASELINES = {
     "performer": (performer_attention, "num_features", True),
@@ -79,7 +80,7 @@ def _side_fraction(name: str, n: int, m: int) -> float:
         return float("nan")
     cfg = SAMPLED[name]
     cost = side_information_cost(n, n, 64, 64, num_samples=m, control_variate=cfg.get("control_variate", False),
-                                 backend=cfg["backend"])
+                                 backend=cfg["backend"], cv_kind=cfg.get("cv_kind", "block"))
     return cost["side_information_macs"] / cost["exact_macs"]
 
 
