@@ -57,22 +57,8 @@ def sample_rows_ref(
     _check(weights, shots, method)
     if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
         raise InvalidArgumentError("weights must be finite and non-negative")
-    rows = weights.size(0)
-    w = weights.detach().double()
-    cdf = w.cumsum(dim=-1)
-    total = cdf[:, -1:]
-    strata = torch.arange(shots, dtype=torch.float64, device=w.device)
-    if method == "multinomial":
-        u = torch.rand(rows, shots, dtype=torch.float64, device=w.device, generator=generator)
-    elif method == "stratified":
-        u = (strata + torch.rand(rows, shots, dtype=torch.float64, device=w.device, generator=generator)) / shots
-    else:
-        offset = torch.rand(rows, 1, dtype=torch.float64, device=w.device, generator=generator)
-        u = (strata + offset) / shots
-    idx = torch.searchsorted(cdf, u * total, right=True).clamp_(max=w.size(1) - 1)
-    # A target landing exactly on a flat CDF step must not select a zero-weight index.
-    idx = torch.where(w.gather(1, idx) > 0, idx, torch.searchsorted(cdf, u * total, right=False))
-    return torch.where(total > 0, idx, torch.full_like(idx, -1))
+    counts = torch.full((weights.size(0),), shots, dtype=torch.int64, device=weights.device)
+    return draw_rows_ref(weights, counts, method, generator=generator)[:, :shots]
 
 
 def _inverse_cdf(cdf: Tensor, targets: Tensor, weights: Tensor) -> Tensor:

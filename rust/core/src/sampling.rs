@@ -127,23 +127,8 @@ pub fn sample_rows<W: Weight>(
     method: SampleMethod,
     seed: u64,
 ) -> Result<Vec<i64>> {
-    if n == 0 {
-        return Err(Error::Shape("cannot sample from rows of length 0".into()));
-    }
-    validate(weights, rows, n)?;
-    let mut out = vec![0i64; rows * shots];
-    if shots == 0 {
-        return Ok(out);
-    }
-    out.par_chunks_mut(shots)
-        .zip(weights.par_chunks(n))
-        .enumerate()
-        .for_each(|(r, (dst, row))| {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(r as u64);
-            sample_row(row, dst, method, &mut rng);
-        });
-    Ok(out)
+    let counts = vec![shots as i64; rows];
+    sample_rows_ordered(weights, rows, n, &counts, shots, None, 1, method, seed)
 }
 
 /// Checks that every group of `order` (row-major `groups * n`) is a permutation of `0..n`.
