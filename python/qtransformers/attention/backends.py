@@ -53,3 +53,7 @@ def _exact(q, k, v, attn_mask, dropout_p, is_causal, *, scale, need_weights, gen
     return exact_attention(
         q, k, v, attn_mask, dropout_p, is_causal, scale=scale, need_weights=need_weights, generator=generator
     )
+
+
+# Importing the module registers the sampled backends and the baselines.
+import qtransformers.attention.sampled  # noqa: E402,F401

@@ -6,6 +6,7 @@
 
 SUITES = {
     "speed": "qtransformers.bench.speed",
+    "attention-error": "qtransformers.bench.attention_error",
 }
 
 DEFAULT_SUITE = "speed"

@@ -6,3 +6,4 @@ from qtransformers.mixers import qrh  # noqa: F401
 from qtransformers.mixers import fnet  # noqa: F401
 from qtransformers.mixers import hyena  # noqa: F401
 from qtransformers.mixers import spectral  # noqa: F401
+from qtransformers.mixers import quantum  # noqa: F401
