@@ -147,3 +147,16 @@ def test_ddp_two_cpu_processes_match_one_process_with_double_batch(corpus, tmp_p
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
         if "val_loss" in b:
             assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+
+
+def test_resume_restores_sampling_mixer_generators(corpus, tmp_path):
+    """A mixer drawing shots from its own torch.Generator resumes exactly too (its state is checkpointed)."""
+    from qtransformers import mixers
+
+    if "quantum" not in mixers.available(causal=True):
+        pytest.skip("the sampled 'quantum' mixer is not registered in this build")
+    model = ByteLMConfig(mixer="quantum", dim=16, layers=1, max_seq_len=16, mixer_options={"num_samples": 4})
+    full = Trainer(model, _config(corpus, tmp_path / "full", 6)).run()
+    Trainer(model, _config(corpus, tmp_path / "stopped", 6, stop_after=4)).run()
+    resumed = Trainer(model, _config(corpus, tmp_path / "stopped", 6, resume=True)).run()
+    assert _losses(resumed) == _losses(full)
