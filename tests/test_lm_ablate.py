@@ -39,3 +39,24 @@ def test_ablate_cli_writes_table_csv_and_plots(tmp_path, shakespeare_path):
     for name in ("ablation.md", "ablation_val_bpb.png", "ablation_curves.png", "ablation_step_time.png"):
         assert (out / name).stat().st_size > 100, name
     assert "| variant |" in (out / "ablation.md").read_text()
+
+
+def test_heads_option_reaches_only_mixers_with_heads():
+    from qtransformers.train.ablation import with_heads
+
+    assert with_heads(Variant("t", "attention"), 4).options == {"num_heads": 4}
+    assert with_heads(Variant("q", "qrh", {"rotation": False}), 4).options == {"rotation": False}
+
+
+def test_saved_activation_bytes_scales_with_batch():
+    import torch
+
+    from qtransformers.models import ByteLM
+    from qtransformers.train.ablation import saved_activation_bytes
+
+    model = ByteLM(ByteLMConfig(mixer="attention", dim=32, layers=2, max_seq_len=32))
+    one = saved_activation_bytes(model, torch.randint(0, 256, (1, 32)))
+    four = saved_activation_bytes(model, torch.randint(0, 256, (4, 32)))
+    assert one >= 32 * 256 * 4  # at least the float32 logits of one sequence
+    assert 3.5 * one <= four <= 4.5 * one
+    assert all(p.grad is None for p in model.parameters())

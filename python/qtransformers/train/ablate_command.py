@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--eval-every", type=int, default=None, help="validation interval (default steps/5)")
     parser.add_argument("--long-context", type=int, default=1024, help="context of the step-time column (0: skip)")
+    parser.add_argument("--heads", type=int, default=4, help="num_heads of every mixer that has heads (default 4)")
     parser.add_argument("--only", default=None, help="comma-separated mixer or variant names to run (default all)")
 
 
@@ -76,15 +77,15 @@ def run(args: argparse.Namespace) -> list[dict]:
     )
     only = [n.strip() for n in args.only.split(",")] if args.only else None
     bar = tqdm(desc="ablation", unit="variant", disable=not args.progress)
-    rows = run_ablation(base, train, long_ctx=args.long_context, only=only, progress=lambda row: bar.update(1))
+    rows = run_ablation(base, train, long_ctx=args.long_context, only=only, heads=args.heads, progress=lambda row: bar.update(1))
     bar.close()
     device = torch.device(args.device)
     title = header(device, torch.float32 if args.dtype in ("auto", "float32") and device.type == "cpu" else torch.bfloat16,
                    f"{args.steps} steps, ctx {args.seq_len}, batch {args.batch_size}, {args.layers} layers, "
-                   f"baseline dim {args.dim}")
+                   f"baseline dim {args.dim}, {args.heads} heads")
     out.mkdir(parents=True, exist_ok=True)
     write_csv(rows, COLUMNS, out / "ablation.csv")
-    shown = [c for c in COLUMNS if c not in ("mixer",)]
+    shown = [c for c in COLUMNS if c not in ("mixer", "options")]
     table = format_table(rows, shown)
     goals = goal_lines(rows, args.long_context)
     (out / "ablation.md").write_text(title + "\n\n" + format_markdown(rows, shown) + "\n\n" + "\n".join(goals) + "\n")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from qtransformers import mixers
 from qtransformers.bench.timing import median_ms, peak_memory_bytes
@@ -25,7 +26,8 @@ from qtransformers.train.trainer import Trainer, TrainConfig, make_optimizer
 BASELINE = "attention"
 COLUMNS = [
     "variant", "mixer", "options", "dim", "mlp_hidden", "params", "params_vs_baseline", "val_loss", "val_bpb",
-    "peak_mem_MiB", "ms_per_step", "long_ctx_ms_per_step", "long_ctx_peak_mem_MiB", "status",
+    "ms_per_step", "act_MiB", "peak_mem_MiB", "long_ctx_ms_per_step", "long_ctx_act_MiB", "long_ctx_peak_mem_MiB",
+    "status",
 ]
 
 
@@ -36,6 +38,18 @@ class Variant:
     name: str
     mixer: str
     options: dict = field(default_factory=dict)
+
+
+def with_heads(variant: Variant, heads: int | None) -> Variant:
+    """``variant`` with ``num_heads=heads`` added if its mixer's constructor accepts ``num_heads``."""
+    if heads is None or "num_heads" in variant.options:
+        return variant
+    options = {**variant.options, "num_heads": heads}
+    try:
+        mixers.build(variant.mixer, 8 * heads, causal=True, **options)
+    except TypeError:
+        return variant
+    return Variant(variant.name, variant.mixer, options)
 
 
 def variants(available: list[str] | None = None) -> list[Variant]:
@@ -94,10 +108,34 @@ def _variant_config(base: ByteLMConfig, variant: Variant, **changes) -> ByteLMCo
     return ByteLMConfig(**{**base.to_dict(), "mixer": variant.mixer, "mixer_options": variant.options, **changes})
 
 
-def step_cost(config: ByteLMConfig, seq_len: int, batch_size: int, device: torch.device, repeats: int) -> tuple[float, int]:
-    """(median ms, peak bytes) of one training step (forward, backward, AdamW) of a model like ``config``.
+def saved_activation_bytes(model: ByteLM, tokens: Tensor) -> int:
+    """Bytes of the distinct non-parameter tensors autograd saves for backward in ``model.loss(tokens, tokens)``.
 
-    Measured on random bytes after a warm-up step; the peak is above the level before the step.
+    Exact on any device (counted through ``saved_tensors_hooks``, each storage once): the activation
+    memory a training step holds between forward and backward.
+    """
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model.loss(tokens, tokens)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return sum(saved.values())
+
+
+def step_cost(config: ByteLMConfig, seq_len: int, batch_size: int, device: torch.device, repeats: int) -> dict:
+    """Cost of one training step (forward, backward, AdamW) of a model like ``config`` on random bytes.
+
+    ``ms``: median wall time after a warm-up step; ``peak_bytes``: peak memory above the level before
+    the step (CUDA allocator peak; on CPU the RSS/tracemalloc peak of :class:`qtransformers.profile`,
+    which misses memory the allocator reuses); ``activation_bytes``: :func:`saved_activation_bytes`.
     """
     config = ByteLMConfig(**{**config.to_dict(), "max_seq_len": seq_len})
     torch.manual_seed(0)
@@ -114,7 +152,7 @@ def step_cost(config: ByteLMConfig, seq_len: int, batch_size: int, device: torch
         optimizer.zero_grad(set_to_none=True)
 
     ms = median_ms(step, device, warmup=1, repeats=repeats)
-    return ms, peak_memory_bytes(step, device)
+    return {"ms": ms, "peak_bytes": peak_memory_bytes(step, device), "activation_bytes": saved_activation_bytes(model, x)}
 
 
 def run_variant(variant: Variant, base: ByteLMConfig, train: TrainConfig, target: int, long_ctx: int) -> dict:
@@ -129,24 +167,26 @@ def run_variant(variant: Variant, base: ByteLMConfig, train: TrainConfig, target
     trainer = Trainer(config, train)
     history = trainer.run()
     last = history[-1]
-    _, peak = step_cost(config, config.max_seq_len, train.batch_size, device, repeats=1)
+    cost = step_cost(config, config.max_seq_len, train.batch_size, device, repeats=1)
     row.update(
-        val_loss=last["val_loss"], val_bpb=last["val_bpb"], peak_mem_MiB=peak / 2**20,
+        val_loss=last["val_loss"], val_bpb=last["val_bpb"], peak_mem_MiB=cost["peak_bytes"] / 2**20,
+        act_MiB=cost["activation_bytes"] / 2**20,
         ms_per_step=1e3 * statistics.median(trainer.step_seconds[1:] or trainer.step_seconds),
         curve=[(r["step"], r["val_loss"]) for r in history if "val_loss" in r], status="ok",
     )
     if long_ctx:
-        ms, peak = step_cost(config, long_ctx, 1, device, repeats=3)
-        row.update(long_ctx_ms_per_step=ms, long_ctx_peak_mem_MiB=peak / 2**20)
+        cost = step_cost(config, long_ctx, 1, device, repeats=3)
+        row.update(long_ctx_ms_per_step=cost["ms"], long_ctx_peak_mem_MiB=cost["peak_bytes"] / 2**20,
+                   long_ctx_act_MiB=cost["activation_bytes"] / 2**20)
     return row
 
 
 def run_ablation(base: ByteLMConfig, train: TrainConfig, *, long_ctx: int = 1024, only: list[str] | None = None,
-                 progress=None) -> list[dict]:
+                 heads: int | None = None, progress=None) -> list[dict]:
     """Rows of the study (one per variant; failures recorded in ``status``); each run writes into train.out/<slug>."""
     target = count_parameters(_variant_config(base, Variant(BASELINE, BASELINE)))
     rows = []
-    chosen = [v for v in variants() if only is None or v.mixer in only or v.name in only]
+    chosen = [with_heads(v, heads) for v in variants() if only is None or v.mixer in only or v.name in only]
     for variant in chosen:
         slug = "".join(c if c.isalnum() else "-" for c in variant.name.lower()).strip("-")
         cfg = TrainConfig(**{**vars(train), "out": str(Path(train.out) / slug), "progress": False})
