@@ -59,8 +59,10 @@ def phase_energies(phases: Tensor) -> dict[str, Tensor]:
     prefix_cos, prefix_sin = cos.cumsum(1) / count, sin.cumsum(1) / count
     global_ = 1.0 - (prefix_cos.square() + prefix_sin.square()).mean()
     if h > 1:
-        re = torch.einsum("bthd,btgd->bthg", cos, cos) + torch.einsum("bthd,btgd->bthg", sin, sin)
-        im = torch.einsum("bthd,btgd->bthg", sin, cos) - torch.einsum("bthd,btgd->bthg", cos, sin)
+        # <psi_h, psi_g> = sum_j exp(i(phi_hj - phi_gj)): real part [cos, sin].[cos, sin], imaginary [sin, -cos].[cos, sin]
+        planes = torch.cat([cos, sin], dim=-1)
+        re = planes @ planes.transpose(-1, -2)
+        im = torch.cat([sin, -cos], dim=-1) @ planes.transpose(-1, -2)
         overlap = (re.square() + im.square()) / (d * d)
         off_diagonal = overlap.sum((-2, -1)) - overlap.diagonal(dim1=-2, dim2=-1).sum(-1)
         entanglement = off_diagonal.mean() / (h * (h - 1))

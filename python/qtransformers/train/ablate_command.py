@@ -53,7 +53,7 @@ def _bar_chart(rows: list[dict], key: str, ylabel: str, path: Path, title: str) 
 def goal_lines(rows: list[dict], long_context: int) -> list[str]:
     """The issue's goal, checked: full QRH val loss within 5 % of the transformer's; faster step at long context."""
     by_name = {r["variant"]: r for r in rows if r.get("status") == "ok"}
-    base, qrh = by_name.get(next((v.name for v in variants() if v.mixer == BASELINE), "")), by_name.get("QRH full")
+    base, qrh = by_name.get(next((v.name for v in variants() if v.mixer == BASELINE), "")), by_name.get("qrh-full")
     if base is None or qrh is None:
         return ["goal: not evaluated (the transformer baseline or full QRH did not run)"]
     ratio = qrh["val_loss"] / base["val_loss"]

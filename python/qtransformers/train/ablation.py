@@ -33,7 +33,7 @@ COLUMNS = [
 
 @dataclass
 class Variant:
-    """One row of the study: a display name, a mixer name and its options."""
+    """One row of the study: a name (also its run folder), a mixer name and its options."""
 
     name: str
     mixer: str
@@ -55,13 +55,13 @@ def with_heads(variant: Variant, heads: int | None) -> Variant:
 def variants(available: list[str] | None = None) -> list[Variant]:
     """The five ΨQRH variants (if ``qrh`` is registered) followed by every other causal mixer."""
     available = mixers.available(causal=True) if available is None else available
-    out = [Variant("transformer (SDPA)", BASELINE)]
+    out = [Variant("transformer-sdpa", BASELINE)]
     if "qrh" in available:
         out += [
-            Variant("QRH no quaternions", "qrh", {"quaternion": False}),
-            Variant("QRH no spectral filter", "qrh", {"spectral_filter": False}),
-            Variant("QRH no rotation", "qrh", {"rotation": False}),
-            Variant("QRH full", "qrh", {}),
+            Variant("qrh-no-quaternions", "qrh", {"quaternion": False}),
+            Variant("qrh-no-spectral-filter", "qrh", {"spectral_filter": False}),
+            Variant("qrh-no-rotation", "qrh", {"rotation": False}),
+            Variant("qrh-full", "qrh", {}),
         ]
     out += [Variant(name, name) for name in available if name not in (BASELINE, "qrh")]
     return out
@@ -188,8 +188,7 @@ def run_ablation(base: ByteLMConfig, train: TrainConfig, *, long_ctx: int = 1024
     rows = []
     chosen = [with_heads(v, heads) for v in variants() if only is None or v.mixer in only or v.name in only]
     for variant in chosen:
-        slug = "".join(c if c.isalnum() else "-" for c in variant.name.lower()).strip("-")
-        cfg = TrainConfig(**{**vars(train), "out": str(Path(train.out) / slug), "progress": False})
+        cfg = TrainConfig(**{**vars(train), "out": str(Path(train.out) / variant.name), "progress": False})
         try:
             rows.append(run_variant(variant, base, cfg, target, long_ctx))
         except Exception as exc:  # noqa: BLE001 - a failing variant is reported in the table, the study goes on
