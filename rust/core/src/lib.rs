@@ -4,7 +4,9 @@
 //! `qtransformers._core`. Every public function validates its input and returns
 //! [`Error`] instead of panicking.
 
+pub mod channels;
 pub mod error;
+pub mod mps;
 pub mod sampling;
 
 pub use error::{Error, Result};
