@@ -7,6 +7,7 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod quantum;
 mod sampling;
 
 /// The extension module.
@@ -14,5 +15,6 @@ mod sampling;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     sampling::register(m)?;
+    quantum::register(m)?;
     Ok(())
 }
