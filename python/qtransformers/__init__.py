@@ -5,6 +5,7 @@ Public names are re-exported here; see the README for the tour.
 
 from qtransformers._core import __version__
 from qtransformers.attention import QuantumMultiheadAttention, convert_attention
+from qtransformers import quantum  # noqa: F401  (registers the "noisy" and "mps" attention backends)
 from qtransformers.exceptions import (
     BackendUnavailableError,
     DTypeError,
