@@ -15,6 +15,7 @@ from qtransformers.exceptions import InvalidArgumentError
 from qtransformers.functional import exact_attention
 from qtransformers.quantum import (
     NOISE_MODELS,
+    Channel,
     MatrixProductStateSimulator,
     QuantumAttentionSimulator,
     amplitude_damping,
@@ -37,10 +38,12 @@ def test_noiseless_infinite_shots_equals_exact_attention(s, causal):
     q, k, v = qkv(length=s, s=s)
     mask = torch.rand(1, 1, s, s, generator=torch.Generator().manual_seed(1)) > 0.3
     mask[..., 0] = True
+    identity = Channel([np.eye(2)])  # runs the full density-matrix path with a noiseless channel
     for attn_mask, is_causal in [(None, causal), (mask, False)]:
-        out, w = QuantumAttentionSimulator(shots=None)(q, k, v, attn_mask, is_causal)
         ref, ref_w = exact_attention(q, k, v, attn_mask, is_causal=is_causal, need_weights=True)
-        assert torch.allclose(out, ref, atol=1e-12) and torch.allclose(w, ref_w, atol=1e-12)
+        for noise in (None, identity):
+            out, w = QuantumAttentionSimulator(noise, shots=None)(q, k, v, attn_mask, is_causal)
+            assert torch.allclose(out, ref, atol=1e-12) and torch.allclose(w, ref_w, atol=1e-12)
 
 
 def bit_flip_convolution(p: torch.Tensor, flip_up: float, flip_down: float, n: int) -> torch.Tensor:

@@ -70,7 +70,8 @@ class QuantumAttentionSimulator:
     frequencies. Outcomes on padding (j >= S) or masked keys are discarded and the rest
     renormalised (post-selection), so masked keys, and future keys under a causal mask, never
     receive weight. Without noise and with ``shots=None`` the result equals exact attention.
-    Cost: O(rows * 4^n * n) time for n qubits, rows processed in chunks of ``max_chunk_bytes``.
+    Cost with noise: O(rows * 4^n * n) time for n qubits, rows processed in chunks of
+    ``max_chunk_bytes``; without noise the outcome law is p itself and no density matrix is built.
     """
 
     def __init__(
@@ -98,14 +99,13 @@ class QuantumAttentionSimulator:
         dim = 1 << n
         flat = probs.detach().double().cpu().reshape(-1, size)
         keep = torch.ones_like(flat, dtype=torch.bool) if allowed is None else allowed.expand(probs.shape).cpu().reshape(-1, size)
-        out = torch.empty_like(flat)
+        out = flat.clone()
         chunk = max(1, self.max_chunk_bytes // (16 * dim * dim))
-        for start in range(0, flat.size(0), chunk):
+        # Without noise diag(|psi><psi|) is p itself: no density matrix is needed.
+        for start in range(0, flat.size(0) if self.channel is not None else 0, chunk):
             psi = torch.zeros(min(chunk, flat.size(0) - start), dim, dtype=torch.float64)
             psi[:, :size] = flat[start : start + chunk].clamp(min=0).sqrt()
-            rho = (psi[:, :, None] * psi[:, None, :]).to(torch.complex128)
-            if self.channel is not None:
-                rho = self.channel.apply_each(rho)
+            rho = self.channel.apply_each((psi[:, :, None] * psi[:, None, :]).to(torch.complex128))
             out[start : start + chunk] = torch.diagonal(rho, dim1=-2, dim2=-1).real[:, :size]
         out = out.clamp(min=0).masked_fill(~keep, 0.0)
         total = out.sum(dim=-1, keepdim=True)
