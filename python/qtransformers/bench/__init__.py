@@ -6,6 +6,7 @@
 
 SUITES = {
     "speed": "qtransformers.bench.speed",
+    "quantum": "qtransformers.bench.quantum",
 }
 
 DEFAULT_SUITE = "speed"
