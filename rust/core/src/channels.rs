@@ -273,6 +273,13 @@ fn local_offsets(targets: &[usize], num_qubits: usize) -> Result<Vec<usize>> {
         .collect())
 }
 
+/// Raw output pointer shared by the parallel tasks of [`apply_superoperator_into`].
+#[derive(Clone, Copy)]
+struct OutPtr(*mut C64);
+// SAFETY: tasks write through it to disjoint rows only (see `apply_fixed`).
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
 /// Applies the channel whose own superoperator is `superop` (from [`Kraus::superoperator`]) to
 /// each of `batch` row-major `2^n x 2^n` density matrices in `rho`, on the qubits `targets`.
 ///
@@ -285,11 +292,29 @@ pub fn apply_superoperator(
     superop: &[C64],
     targets: &[usize],
 ) -> Result<Vec<C64>> {
+    let mut out = vec![C64::new(0.0, 0.0); rho.len()];
+    apply_superoperator_into(rho, &mut out, batch, num_qubits, superop, targets)?;
+    Ok(out)
+}
+
+/// [`apply_superoperator`] writing into `out` (same length as `rho`).
+///
+/// Rows are processed in groups: the `d` rows `r + off(a)` sharing the non-target bits `r` are
+/// read once and the `d` output rows with the same bits are written by the same task.
+pub fn apply_superoperator_into(
+    rho: &[C64],
+    out: &mut [C64],
+    batch: usize,
+    num_qubits: usize,
+    superop: &[C64],
+    targets: &[usize],
+) -> Result<()> {
     let dim = 1usize << num_qubits;
-    if rho.len() != batch * dim * dim {
+    if rho.len() != batch * dim * dim || out.len() != rho.len() {
         return Err(Error::Shape(format!(
-            "rho has {} entries, expected batch * 2^n * 2^n = {batch} * {dim} * {dim}",
-            rho.len()
+            "rho has {} entries (output {}), expected batch * 2^n * 2^n = {batch} * {dim} * {dim}",
+            rho.len(),
+            out.len()
         )));
     }
     let m = targets.len();
@@ -298,8 +323,7 @@ pub fn apply_superoperator(
             "a channel on {m} qubits cannot act on a {num_qubits}-qubit state (at most {MAX_CHANNEL_QUBITS} channel qubits)"
         )));
     }
-    let d = 1usize << m;
-    let d2 = d * d;
+    let d2 = 1usize << (2 * m);
     if superop.len() != d2 * d2 {
         return Err(Error::Shape(format!(
             "superoperator has {} entries, expected (d^2)^2 = {} for {m} qubits",
@@ -309,35 +333,80 @@ pub fn apply_superoperator(
     }
     let off = local_offsets(targets, num_qubits)?;
     let mask: usize = targets.iter().map(|&q| 1usize << q).sum();
-    let col_rests: Vec<usize> = (0..dim).filter(|c| c & mask == 0).collect();
-    let mut out = vec![C64::new(0.0, 0.0); rho.len()];
-    let min_rows = (4096 / dim).max(1);
-    out.par_chunks_mut(dim).with_min_len(min_rows).enumerate().for_each_init(
-        || vec![C64::new(0.0, 0.0); d2],
-        |block, (row_index, out_row)| {
-            let (b, row) = (row_index / dim, row_index % dim);
+    let rests: Vec<usize> = (0..dim).filter(|c| c & mask == 0).collect();
+    let job = Job { rho, out: OutPtr(out.as_mut_ptr()), dim, rests: &rests, off: &off, superop, batch };
+    match m {
+        1 => job.run::<2, 4>(),
+        2 => job.run::<4, 16>(),
+        3 => job.run::<8, 64>(),
+        4 => job.run::<16, 256>(),
+        _ => job.run::<32, 1024>(),
+    }
+    Ok(())
+}
+
+/// One validated application: input, output, the non-target row/column indices and offsets.
+struct Job<'a> {
+    rho: &'a [C64],
+    out: OutPtr,
+    dim: usize,
+    rests: &'a [usize],
+    off: &'a [usize],
+    superop: &'a [C64],
+    batch: usize,
+}
+
+impl Job<'_> {
+    /// The application for a `D x D` channel (`D2 = D * D`), parallel over row groups.
+    fn run<const D: usize, const D2: usize>(&self) {
+        let Job { rho, out, dim, rests, off, superop, batch } = *self;
+        let off: [usize; D] = std::array::from_fn(|a| off[a]);
+        // The superoperator in compressed-row form: multi-qubit Pauli channels are mostly zeros.
+        let (mut starts, mut columns, mut values) = (vec![0usize], Vec::new(), Vec::new());
+        for row in superop.chunks(D2) {
+            for (l, &v) in row.iter().enumerate().filter(|(_, v)| v.norm_sqr() > 0.0) {
+                columns.push(l);
+                values.push(v);
+            }
+            starts.push(columns.len());
+        }
+        let (starts, columns, values) = (&starts, &columns, &values);
+        // Unrolled dense products win for 1-qubit channels and dense superoperators.
+        let dense = D2 <= 4 || 4 * values.len() > D2 * D2;
+        let groups = batch * rests.len();
+        let min_len = (16384 / (D * dim)).max(1);
+        (0..groups).into_par_iter().with_min_len(min_len).for_each(|g| {
+            let out = out;
+            let (b, r0) = (g / rests.len(), rests[g % rests.len()]);
             let base = b * dim * dim;
-            let a = targets.iter().enumerate().map(|(t, &q)| ((row >> q) & 1) << t).sum::<usize>();
-            let row_rest = row & !mask;
-            let rows: Vec<&[C64]> = off
-                .iter()
-                .map(|o| &rho[base + (row_rest + o) * dim..base + (row_rest + o + 1) * dim])
-                .collect();
-            let s_rows = &superop[a * d * d2..(a + 1) * d * d2];
-            for &c0 in &col_rests {
-                for (ai, r) in rows.iter().enumerate() {
-                    for (bi, o) in off.iter().enumerate() {
-                        block[ai * d + bi] = r[c0 + o];
+            let rows: [&[C64]; D] = std::array::from_fn(|a| &rho[base + (r0 + off[a]) * dim..][..dim]);
+            // SAFETY: r0 has zeros on every target bit and off[a] only target bits, so the rows
+            // base + (r0 + off[a]) * dim are distinct across (b, r0, a): each output row belongs to
+            // exactly one task, and every index written is < batch * dim * dim = out.len().
+            let targets: [*mut C64; D] = std::array::from_fn(|a| unsafe { out.0.add(base + (r0 + off[a]) * dim) });
+            let mut x = [C64::new(0.0, 0.0); D2];
+            for &c0 in rests {
+                for a in 0..D {
+                    for b2 in 0..D {
+                        x[a * D + b2] = rows[a][c0 + off[b2]];
                     }
                 }
-                for (j, o) in off.iter().enumerate() {
-                    let s = &s_rows[j * d2..(j + 1) * d2];
-                    out_row[c0 + o] = s.iter().zip(block.iter()).map(|(x, y)| x * y).sum();
+                for i in 0..D {
+                    for j in 0..D {
+                        let o = i * D + j;
+                        let acc = if dense {
+                            let s = &superop[o * D2..][..D2];
+                            (0..D2).map(|l| s[l] * x[l]).sum::<C64>()
+                        } else {
+                            (starts[o]..starts[o + 1]).map(|e| values[e] * x[columns[e]]).sum::<C64>()
+                        };
+                        // SAFETY: see above; c0 + off[j] < dim.
+                        unsafe { *targets[i].add(c0 + off[j]) = acc };
+                    }
                 }
             }
-        },
-    );
-    Ok(out)
+        });
+    }
 }
 
 /// Applies `channel` on each qubit tuple of `target_sets` in turn (e.g. every qubit of the register).
@@ -354,10 +423,15 @@ pub fn apply_channel(
             channel.num_qubits, channel.num_qubits
         )));
     }
+    let Some((first, rest)) = target_sets.split_first() else {
+        return Ok(rho.to_vec());
+    };
     let superop = channel.superoperator();
-    let mut state = rho.to_vec();
-    for targets in target_sets {
-        state = apply_superoperator(&state, batch, num_qubits, &superop, targets)?;
+    let mut state = apply_superoperator(rho, batch, num_qubits, &superop, first)?;
+    let mut spare = if rest.is_empty() { Vec::new() } else { vec![C64::new(0.0, 0.0); rho.len()] };
+    for targets in rest {
+        apply_superoperator_into(&state, &mut spare, batch, num_qubits, &superop, targets)?;
+        std::mem::swap(&mut state, &mut spare);
     }
     Ok(state)
 }
