@@ -161,10 +161,10 @@ def run(args: argparse.Namespace) -> dict[str, list[dict]]:
     for name, (rows, columns) in tables.items():
         write_csv(rows, columns, out / f"{name}.csv")
         print(f"\n## {name}\n{format_table(rows, columns)}")
-    noise = [r for r in tables["noise"][0] if r["shots"] != "inf" and r["noise_level"] > 0]
+    noise = [r for r in tables["noise"][0] if r["shots"] != "inf" and r["noise_level"] > 0 and r["N"] == max(lengths)]
     if noise:
         plot_lines(noise, x="shots", y="rel_error", series="noise_level", panels="channel",
-                   path=out / "noise.png", title="attention error vs shots")
+                   path=out / "noise.png", title=f"attention error vs shots (N={max(lengths)})")
     attn = [r for r in tables["mps"][0] if r["max_bond"] != "full"]
     plot_lines(attn, x="max_bond", y="weights_rel_err", series="input", path=out / "mps.png",
                title=f"MPS error vs bond dimension (N={mps_length})")
