@@ -8,8 +8,8 @@
 //! * A channel `E(rho) = sum_k K_k rho K_k^dagger` is stored as `k` row-major `d x d` Kraus
 //!   matrices, `d = 2^m`.
 //! * Application never builds the `4^n x 4^n` superoperator of the whole register: it builds the
-//!   `d^2 x d^2` superoperator of the channel's own qubits and applies it to every `d x d` block
-//!   `rho[r + off(a), c + off(b)]`, in parallel over output rows.
+//!   `d^2 x d^2` superoperator of the channel's own qubits and applies it, in place, to every
+//!   `d x d` block `rho[r + off(a), c + off(b)]`, in parallel over groups of rows.
 
 use num_complex::Complex64 as C64;
 use rayon::prelude::*;
@@ -273,143 +273,131 @@ fn local_offsets(targets: &[usize], num_qubits: usize) -> Result<Vec<usize>> {
         .collect())
 }
 
-/// Raw output pointer shared by the parallel tasks of [`apply_superoperator_into`].
+/// A matrix pointer shared by the parallel tasks of one in-place application.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut C64);
-// SAFETY: tasks write through it to disjoint rows only (see `apply_fixed`).
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
+struct MatPtr(*mut C64);
+// SAFETY: tasks read and write through it only the rows of their own group (see `Kernel::group`).
+unsafe impl Send for MatPtr {}
+unsafe impl Sync for MatPtr {}
 
-/// Applies the channel whose own superoperator is `superop` (from [`Kraus::superoperator`]) to
-/// each of `batch` row-major `2^n x 2^n` density matrices in `rho`, on the qubits `targets`.
+/// One validated application of a channel's own superoperator on fixed target qubits.
 ///
-/// Returns the new matrices; cost `O(batch * 4^n * d^2)` for a `d x d` channel, no `4^n x 4^n`
-/// matrix is formed.
-pub fn apply_superoperator(
-    rho: &[C64],
-    batch: usize,
-    num_qubits: usize,
-    superop: &[C64],
-    targets: &[usize],
-) -> Result<Vec<C64>> {
-    let mut out = vec![C64::new(0.0, 0.0); rho.len()];
-    apply_superoperator_into(rho, &mut out, batch, num_qubits, superop, targets)?;
-    Ok(out)
-}
-
-/// [`apply_superoperator`] writing into `out` (same length as `rho`).
-///
-/// Rows are processed in groups: the `d` rows `r + off(a)` sharing the non-target bits `r` are
-/// read once and the `d` output rows with the same bits are written by the same task.
-pub fn apply_superoperator_into(
-    rho: &[C64],
-    out: &mut [C64],
-    batch: usize,
-    num_qubits: usize,
-    superop: &[C64],
-    targets: &[usize],
-) -> Result<()> {
-    let dim = 1usize << num_qubits;
-    if rho.len() != batch * dim * dim || out.len() != rho.len() {
-        return Err(Error::Shape(format!(
-            "rho has {} entries (output {}), expected batch * 2^n * 2^n = {batch} * {dim} * {dim}",
-            rho.len(),
-            out.len()
-        )));
-    }
-    let m = targets.len();
-    if m == 0 || m > num_qubits.min(MAX_CHANNEL_QUBITS) {
-        return Err(Error::Shape(format!(
-            "a channel on {m} qubits cannot act on a {num_qubits}-qubit state (at most {MAX_CHANNEL_QUBITS} channel qubits)"
-        )));
-    }
-    let d2 = 1usize << (2 * m);
-    if superop.len() != d2 * d2 {
-        return Err(Error::Shape(format!(
-            "superoperator has {} entries, expected (d^2)^2 = {} for {m} qubits",
-            superop.len(),
-            d2 * d2
-        )));
-    }
-    let off = local_offsets(targets, num_qubits)?;
-    let mask: usize = targets.iter().map(|&q| 1usize << q).sum();
-    let rests: Vec<usize> = (0..dim).filter(|c| c & mask == 0).collect();
-    let job = Job { rho, out: OutPtr(out.as_mut_ptr()), dim, rests: &rests, off: &off, superop, batch };
-    match m {
-        1 => job.run::<2, 4>(),
-        2 => job.run::<4, 16>(),
-        3 => job.run::<8, 64>(),
-        4 => job.run::<16, 256>(),
-        _ => job.run::<32, 1024>(),
-    }
-    Ok(())
-}
-
-/// One validated application: input, output, the non-target row/column indices and offsets.
-struct Job<'a> {
-    rho: &'a [C64],
-    out: OutPtr,
+/// Rows are handled in groups: the `d` rows `r0 + off[a]` sharing the non-target bits `r0` are
+/// transformed in place, block by block (`d x d` entries at columns `c0 + off[b]`), since the new
+/// block depends only on the old one. Groups touch disjoint rows, so they run in parallel.
+struct Kernel<'a> {
     dim: usize,
-    rests: &'a [usize],
-    off: &'a [usize],
+    m: usize,
+    rests: Vec<usize>,
+    off: Vec<usize>,
     superop: &'a [C64],
-    batch: usize,
+    /// Compressed rows of the superoperator (multi-qubit Pauli channels are mostly zeros).
+    starts: Vec<usize>,
+    columns: Vec<usize>,
+    values: Vec<C64>,
+    /// Use the unrolled dense product (1-qubit channels, dense superoperators).
+    dense: bool,
 }
 
-impl Job<'_> {
-    /// The application for a `D x D` channel (`D2 = D * D`), parallel over row groups.
-    fn run<const D: usize, const D2: usize>(&self) {
-        let Job { rho, out, dim, rests, off, superop, batch } = *self;
-        let off: [usize; D] = std::array::from_fn(|a| off[a]);
-        // The superoperator in compressed-row form: multi-qubit Pauli channels are mostly zeros.
+impl<'a> Kernel<'a> {
+    fn new(num_qubits: usize, superop: &'a [C64], targets: &[usize]) -> Result<Self> {
+        let m = targets.len();
+        if m == 0 || m > num_qubits.min(MAX_CHANNEL_QUBITS) {
+            return Err(Error::Shape(format!(
+                "a channel on {m} qubits cannot act on a {num_qubits}-qubit state (at most {MAX_CHANNEL_QUBITS} channel qubits)"
+            )));
+        }
+        let d2 = 1usize << (2 * m);
+        if superop.len() != d2 * d2 {
+            return Err(Error::Shape(format!(
+                "superoperator has {} entries, expected (d^2)^2 = {} for {m} qubits",
+                superop.len(),
+                d2 * d2
+            )));
+        }
+        let off = local_offsets(targets, num_qubits)?;
+        let dim = 1usize << num_qubits;
+        let mask: usize = targets.iter().map(|&q| 1usize << q).sum();
+        let rests = (0..dim).filter(|c| c & mask == 0).collect();
         let (mut starts, mut columns, mut values) = (vec![0usize], Vec::new(), Vec::new());
-        for row in superop.chunks(D2) {
+        for row in superop.chunks(d2) {
             for (l, &v) in row.iter().enumerate().filter(|(_, v)| v.norm_sqr() > 0.0) {
                 columns.push(l);
                 values.push(v);
             }
             starts.push(columns.len());
         }
-        let (starts, columns, values) = (&starts, &columns, &values);
-        // Unrolled dense products win for 1-qubit channels and dense superoperators.
-        let dense = D2 <= 4 || 4 * values.len() > D2 * D2;
-        let groups = batch * rests.len();
-        let min_len = (16384 / (D * dim)).max(1);
-        (0..groups).into_par_iter().with_min_len(min_len).for_each(|g| {
-            let out = out;
-            let (b, r0) = (g / rests.len(), rests[g % rests.len()]);
-            let base = b * dim * dim;
-            let rows: [&[C64]; D] = std::array::from_fn(|a| &rho[base + (r0 + off[a]) * dim..][..dim]);
-            // SAFETY: r0 has zeros on every target bit and off[a] only target bits, so the rows
-            // base + (r0 + off[a]) * dim are distinct across (b, r0, a): each output row belongs to
-            // exactly one task, and every index written is < batch * dim * dim = out.len().
-            let targets: [*mut C64; D] = std::array::from_fn(|a| unsafe { out.0.add(base + (r0 + off[a]) * dim) });
-            let mut x = [C64::new(0.0, 0.0); D2];
-            for &c0 in rests {
-                for a in 0..D {
-                    for b2 in 0..D {
-                        x[a * D + b2] = rows[a][c0 + off[b2]];
-                    }
-                }
-                for i in 0..D {
-                    for j in 0..D {
-                        let o = i * D + j;
-                        let acc = if dense {
-                            let s = &superop[o * D2..][..D2];
-                            (0..D2).map(|l| s[l] * x[l]).sum::<C64>()
-                        } else {
-                            (starts[o]..starts[o + 1]).map(|e| values[e] * x[columns[e]]).sum::<C64>()
-                        };
-                        // SAFETY: see above; c0 + off[j] < dim.
-                        unsafe { *targets[i].add(c0 + off[j]) = acc };
-                    }
+        let dense = d2 <= 4 || 4 * values.len() > d2 * d2;
+        Ok(Self { dim, m, rests, off, superop, starts, columns, values, dense })
+    }
+
+    /// Writes the channel applied to the `dim x dim` matrix `src` (None: `dst` itself, in place)
+    /// into `dst`, over row groups in parallel or in sequence.
+    fn run(&self, src: Option<&[C64]>, dst: &mut [C64], parallel: bool) {
+        match self.m {
+            1 => self.groups::<2, 4>(src, dst, parallel),
+            2 => self.groups::<4, 16>(src, dst, parallel),
+            3 => self.groups::<8, 64>(src, dst, parallel),
+            4 => self.groups::<16, 256>(src, dst, parallel),
+            _ => self.groups::<32, 1024>(src, dst, parallel),
+        }
+    }
+
+    fn groups<const D: usize, const D2: usize>(&self, src: Option<&[C64]>, dst: &mut [C64], parallel: bool) {
+        let size = self.dim * self.dim;
+        assert!(dst.len() == size && src.is_none_or(|s| s.len() == size), "kernel applied to a matrix of another size");
+        let from = MatPtr(src.map_or(dst.as_mut_ptr(), |s| s.as_ptr().cast_mut()));
+        let to = MatPtr(dst.as_mut_ptr());
+        // SAFETY: `dst` is borrowed mutably (and `src`, a different allocation, immutably) for
+        // the whole call; every group touches only its own rows (see `group`).
+        if parallel {
+            let min_len = (16384 / (D * self.dim)).max(1);
+            self.rests.par_iter().with_min_len(min_len).for_each(|&r0| unsafe { self.group::<D, D2>(from, to, r0) });
+        } else {
+            self.rests.iter().for_each(|&r0| unsafe { self.group::<D, D2>(from, to, r0) });
+        }
+    }
+
+    /// Applies the superoperator to the rows `r0 + off[a]` of the matrix at `from`, writing the
+    /// same entries of `to` (which may be `from`: each block is read whole before it is written).
+    ///
+    /// # Safety
+    /// Both point to live `dim x dim` matrices, `from` is only read, and no other thread accesses
+    /// these rows: `r0` has zeros on every target bit and `off[a]` only target bits, so distinct
+    /// `r0` give disjoint row sets; all indices are below `dim * dim`.
+    unsafe fn group<const D: usize, const D2: usize>(&self, from: MatPtr, to: MatPtr, r0: usize) {
+        let off: [usize; D] = std::array::from_fn(|a| self.off[a]);
+        let inputs: [*const C64; D] = std::array::from_fn(|a| unsafe { from.0.add((r0 + off[a]) * self.dim).cast_const() });
+        let rows: [*mut C64; D] = std::array::from_fn(|a| unsafe { to.0.add((r0 + off[a]) * self.dim) });
+        let mut x = [C64::new(0.0, 0.0); D2];
+        for &c0 in &self.rests {
+            for a in 0..D {
+                for b in 0..D {
+                    x[a * D + b] = unsafe { *inputs[a].add(c0 + off[b]) };
                 }
             }
-        });
+            for i in 0..D {
+                for j in 0..D {
+                    let o = i * D + j;
+                    let y = if self.dense {
+                        let s = &self.superop[o * D2..][..D2];
+                        (0..D2).map(|l| s[l] * x[l]).sum::<C64>()
+                    } else {
+                        (self.starts[o]..self.starts[o + 1]).map(|e| self.values[e] * x[self.columns[e]]).sum::<C64>()
+                    };
+                    unsafe { *rows[i].add(c0 + off[j]) = y };
+                }
+            }
+        }
     }
 }
 
-/// Applies `channel` on each qubit tuple of `target_sets` in turn (e.g. every qubit of the register).
+/// Applies `channel` on each qubit tuple of `target_sets` in turn (e.g. every qubit of the
+/// register) to the `batch` row-major `2^n x 2^n` density matrices in `rho`; returns the result.
+///
+/// Cost `O(batch * 4^n * d^2)` per target set for a `d x d` channel; no `4^n x 4^n` matrix is
+/// formed. With at least as many matrices as threads each thread takes whole matrices through
+/// all target sets (a matrix stays in cache); otherwise the row groups of one matrix are split.
 pub fn apply_channel(
     rho: &[C64],
     batch: usize,
@@ -417,21 +405,41 @@ pub fn apply_channel(
     channel: &Kraus,
     target_sets: &[Vec<usize>],
 ) -> Result<Vec<C64>> {
+    let dim = 1usize << num_qubits;
+    if rho.len() != batch * dim * dim {
+        return Err(Error::Shape(format!(
+            "rho has {} entries, expected batch * 2^n * 2^n = {batch} * {dim} * {dim}",
+            rho.len()
+        )));
+    }
     if let Some(t) = target_sets.iter().find(|t| t.len() != channel.num_qubits) {
         return Err(Error::Shape(format!(
             "a {}-qubit channel needs {} target qubits, got {t:?}",
             channel.num_qubits, channel.num_qubits
         )));
     }
-    let Some((first, rest)) = target_sets.split_first() else {
+    let superop = channel.superoperator();
+    let kernels = target_sets
+        .iter()
+        .map(|t| Kernel::new(num_qubits, &superop, t))
+        .collect::<Result<Vec<_>>>()?;
+    let Some((first, rest)) = kernels.split_first() else {
         return Ok(rho.to_vec());
     };
-    let superop = channel.superoperator();
-    let mut state = apply_superoperator(rho, batch, num_qubits, &superop, first)?;
-    let mut spare = if rest.is_empty() { Vec::new() } else { vec![C64::new(0.0, 0.0); rho.len()] };
-    for targets in rest {
-        apply_superoperator_into(&state, &mut spare, batch, num_qubits, &superop, targets)?;
-        std::mem::swap(&mut state, &mut spare);
+    let mut state = vec![C64::new(0.0, 0.0); rho.len()];
+    if batch == 0 {
+        return Ok(state);
+    }
+    // The first target set reads rho and writes state; the others transform state in place.
+    let parallel_rows = batch < rayon::current_num_threads();
+    let apply = |(dst, src): (&mut [C64], &[C64])| {
+        first.run(Some(src), dst, parallel_rows);
+        rest.iter().for_each(|k| k.run(None, dst, parallel_rows));
+    };
+    if parallel_rows {
+        state.chunks_mut(dim * dim).zip(rho.chunks(dim * dim)).for_each(apply);
+    } else {
+        state.par_chunks_mut(dim * dim).zip(rho.par_chunks(dim * dim)).for_each(apply);
     }
     Ok(state)
 }
