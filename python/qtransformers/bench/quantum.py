@@ -6,13 +6,16 @@ Three tables, each also written as CSV into ``--out``:
   float64 attention (mean over batch and heads), per channel, noise level and shot count.
 * ``mps.csv``: MPS of attention matrices (and of a random state, which does not compress)
   against the bond dimension: error bound, weight and output errors, honest compression ratio.
-* ``speed.csv``: median time of the Rust channel application and TT-SVD against the numpy
-  references (``apply_channel_ref``, ``tt_svd_ref``) on the same inputs, and their ratio.
+* ``speed.csv``: median wall time of the Rust channel application and TT-SVD against the numpy
+  references (``apply_channel_ref``, ``tt_svd_ref``) on the same inputs, their ratio, and the
+  median process CPU time (all threads) of each.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +41,7 @@ from qtransformers.quantum import (
 
 NOISE_COLUMNS = ["channel", "N", "noise_level", "shots", "rel_error"]
 MPS_COLUMNS = ["input", "N", "max_bond", "bond_used", "bound_rel", "weights_rel_err", "output_rel_err", "compression"]
-SPEED_COLUMNS = ["op", "size", "rust_ms", "numpy_ms", "numpy/rust"]
+SPEED_COLUMNS = ["op", "size", "rust_ms", "numpy_ms", "numpy/rust", "rust_cpu_ms", "numpy_cpu_ms"]
 CPU = torch.device("cpu")
 
 
@@ -131,8 +134,19 @@ def speed_rows(qubits, svd_qubits, repeats, progress) -> list[dict]:
     for op, size, fast, ref in tqdm(cases, desc="speed", disable=not progress):
         rust_ms = median_ms(fast, CPU, warmup=1, repeats=repeats)
         numpy_ms = median_ms(ref, CPU, warmup=1, repeats=repeats)
-        rows.append({"op": op, "size": size, "rust_ms": rust_ms, "numpy_ms": numpy_ms, "numpy/rust": numpy_ms / rust_ms})
+        rows.append({"op": op, "size": size, "rust_ms": rust_ms, "numpy_ms": numpy_ms, "numpy/rust": numpy_ms / rust_ms,
+                     "rust_cpu_ms": _median_cpu_ms(fast, repeats), "numpy_cpu_ms": _median_cpu_ms(ref, repeats)})
     return rows
+
+
+def _median_cpu_ms(fn, repeats: int) -> float:
+    """Median process CPU time (all threads) of ``fn()`` in ms: less sensitive than wall time to other jobs."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        fn()
+        times.append((time.process_time() - t0) * 1e3)
+    return statistics.median(times)
 
 
 def _ints(text: str, name: str) -> list[int]:

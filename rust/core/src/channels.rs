@@ -376,8 +376,8 @@ impl<'a> Kernel<'a> {
                     x[a * D + b] = unsafe { *inputs[a].add(c0 + off[b]) };
                 }
             }
-            for i in 0..D {
-                for j in 0..D {
+            for (i, row) in rows.iter().enumerate() {
+                for (j, col) in off.iter().enumerate() {
                     let o = i * D + j;
                     let y = if self.dense {
                         let s = &self.superop[o * D2..][..D2];
@@ -385,7 +385,7 @@ impl<'a> Kernel<'a> {
                     } else {
                         (self.starts[o]..self.starts[o + 1]).map(|e| self.values[e] * x[self.columns[e]]).sum::<C64>()
                     };
-                    unsafe { *rows[i].add(c0 + off[j]) = y };
+                    unsafe { *row.add(c0 + col) = y };
                 }
             }
         }
@@ -481,7 +481,7 @@ mod tests {
         let dim = 1 << n;
         let psi: Vec<C64> = (0..dim)
             .map(|i| {
-                let x = ((i as u64 + 1) * 2654435761 ^ seed) % 1000;
+                let x = (((i as u64 + 1) * 2654435761) ^ seed) % 1000;
                 C64::new(x as f64 / 1000.0 - 0.5, ((x * 7) % 1000) as f64 / 1000.0 - 0.5)
             })
             .collect();
