@@ -97,7 +97,10 @@ def test_rust_matches_numpy_reference_and_dense_kraus(qubits):
     rng = np.random.default_rng(0)
     rho = random_density(4, rng, batch=(3,))
     if len(qubits) == 1:
-        ch = thermal_relaxation(1.0, 0.6, 0.4, 0.3)
+        # A complex superoperator (phase gate, then damping) exercises the complex kernel.
+        phase = np.diag([1.0, np.exp(0.7j)])
+        ch = Channel([phase]).compose(thermal_relaxation(1.0, 0.6, 0.4, 0.3))
+        assert np.abs(ch.superoperator.imag).max() > 0.1
     else:
         # A non-symmetric 2-qubit channel: CNOT (control = its qubit 0) then amplitude damping of its qubit 1.
         cnot = np.array([[1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0], [0, 1, 0, 0]], dtype=complex)
