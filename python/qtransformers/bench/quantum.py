@@ -7,8 +7,8 @@ Three tables, each also written as CSV into ``--out``:
 * ``mps.csv``: MPS of attention matrices (and of a random state, which does not compress)
   against the bond dimension: error bound, weight and output errors, honest compression ratio.
 * ``speed.csv``: median wall time of the Rust channel application and TT-SVD against the numpy
-  references (``apply_channel_ref``, ``tt_svd_ref``) on the same inputs, their ratio, and the
-  median process CPU time (all threads) of each.
+  references (``apply_channel_ref``, ``tt_svd_ref``) on the same inputs, timed alternately, their
+  ratio, and the median process CPU time (all threads) of each. CPU only, float64/complex128.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from tqdm.auto import tqdm
 
 from qtransformers.bench import common
 from qtransformers.bench.report import format_table, plot_lines, write_csv
-from qtransformers.bench.timing import median_ms
 from qtransformers.functional import exact_attention
 from qtransformers.quantum import (
     MPS,
@@ -132,21 +131,25 @@ def speed_rows(qubits, svd_qubits, repeats, progress) -> list[dict]:
                       lambda a=vec, n=n: tt_svd_ref(a, [2] * n, 16)))
     rows = []
     for op, size, fast, ref in tqdm(cases, desc="speed", disable=not progress):
-        rust_ms = median_ms(fast, CPU, warmup=1, repeats=repeats)
-        numpy_ms = median_ms(ref, CPU, warmup=1, repeats=repeats)
+        (rust_ms, rust_cpu), (numpy_ms, numpy_cpu) = _paired_medians(fast, ref, repeats)
         rows.append({"op": op, "size": size, "rust_ms": rust_ms, "numpy_ms": numpy_ms, "numpy/rust": numpy_ms / rust_ms,
-                     "rust_cpu_ms": _median_cpu_ms(fast, repeats), "numpy_cpu_ms": _median_cpu_ms(ref, repeats)})
+                     "rust_cpu_ms": rust_cpu, "numpy_cpu_ms": numpy_cpu})
     return rows
 
 
-def _median_cpu_ms(fn, repeats: int) -> float:
-    """Median process CPU time (all threads) of ``fn()`` in ms: less sensitive than wall time to other jobs."""
-    times = []
+def _paired_medians(fast, ref, repeats: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Median (wall ms, process CPU ms over all threads) of ``fast()`` and ``ref()``, timed alternately.
+
+    Alternating the two calls exposes both to the same background load on a shared machine.
+    """
+    times: dict[int, list[tuple[float, float]]] = {0: [], 1: []}
+    fast(), ref()  # warm-up
     for _ in range(repeats):
-        t0 = time.process_time()
-        fn()
-        times.append((time.process_time() - t0) * 1e3)
-    return statistics.median(times)
+        for key, fn in enumerate((fast, ref)):
+            wall, cpu = time.perf_counter(), time.process_time()
+            fn()
+            times[key].append(((time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3))
+    return tuple(tuple(statistics.median(t[i] for t in times[key]) for i in range(2)) for key in (0, 1))
 
 
 def _ints(text: str, name: str) -> list[int]:
