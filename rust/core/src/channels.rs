@@ -393,6 +393,14 @@ impl<'a> Kernel<'a> {
                     } else if self.dense {
                         let s = &self.superop[o * D2..][..D2];
                         (0..D2).map(|l| s[l] * x[l]).sum::<C64>()
+                    } else if self.real.is_some() {
+                        let (mut a, mut b) = (0.0, 0.0);
+                        for e in self.starts[o]..self.starts[o + 1] {
+                            let (v, z) = (self.values[e].re, x[self.columns[e]]);
+                            a += v * z.re;
+                            b += v * z.im;
+                        }
+                        C64::new(a, b)
                     } else {
                         (self.starts[o]..self.starts[o + 1]).map(|e| self.values[e] * x[self.columns[e]]).sum::<C64>()
                     };
