@@ -63,7 +63,7 @@ def all_channels(p, g, lam, p1, t1, t2_frac, time):
     ]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(unit, unit, unit, unit, st.floats(0.1, 10.0), unit, st.floats(0.0, 20.0))
 def test_every_channel_is_cptp_over_parameter_grid(p, g, lam, p1, t1, t2_frac, time):
     for ch in all_channels(p, g, lam, p1, t1, t2_frac, time):
@@ -74,7 +74,7 @@ def test_every_channel_is_cptp_over_parameter_grid(p, g, lam, p1, t1, t2_frac, t
         assert ch.kraus.dtype == np.complex128 and ch.kraus.shape[1:] == (ch.dim, ch.dim)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(unit, unit, unit, unit, st.integers(0, 2**31 - 1))
 def test_outputs_are_hermitian_positive_and_unit_trace(p, g, lam, p1, seed):
     rng = np.random.default_rng(seed)

@@ -38,7 +38,7 @@ def test_exact_round_trip_without_truncation(shape, dims, complex_):
     assert mps.dims == tuple(dims or (shape if len(shape) > 1 else [2] * int(math.log2(shape[0]))))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     st.lists(st.integers(2, 4), min_size=2, max_size=6),
     st.one_of(st.none(), st.integers(1, 6)),
