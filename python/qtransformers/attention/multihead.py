@@ -11,7 +11,7 @@ from torch.nn.parameter import Parameter
 
 from qtransformers.attention.backends import get_backend
 from qtransformers.attention.config import QuantumConfig
-from qtransformers.exceptions import InvalidArgumentError, ShapeError
+from qtransformers.exceptions import DTypeError, InvalidArgumentError, ShapeError
 from qtransformers.functional.masks import check_mask_dtype, mha_mask_to_additive
 
 
@@ -42,6 +42,9 @@ class QuantumMultiheadAttention(nn.Module):
     """
 
     __constants__ = ["batch_first"]
+
+    # nn.TransformerEncoderLayer's fused eval path calls this; torch's version only reads num_heads.
+    merge_masks = nn.MultiheadAttention.merge_masks
 
     def __init__(
         self,
@@ -176,7 +179,12 @@ class QuantumMultiheadAttention(nn.Module):
         """Validate shapes and dtypes like nn.MultiheadAttention; return whether input is batched."""
         for name, t in (("query", query), ("key", key), ("value", value)):
             if not isinstance(t, Tensor):
-                raise ShapeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+                raise DTypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            if t.is_nested:
+                raise DTypeError(
+                    f"{name} is a nested tensor; QuantumMultiheadAttention takes padded tensors with a "
+                    "key_padding_mask (build nn.TransformerEncoder with enable_nested_tensor=False)"
+                )
         check_mask_dtype(key_padding_mask, "key_padding_mask")
         check_mask_dtype(attn_mask, "attn_mask")
         if query.dim() not in (2, 3):
