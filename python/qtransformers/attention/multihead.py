@@ -33,6 +33,9 @@ class QuantumMultiheadAttention(nn.Module):
         key_padding_mask (N, S), attn_mask (L, S) or (N * num_heads, L, S)
         -> output (L, N, E), weights (N, L, S) averaged or (N, num_heads, L, S).
 
+    ``head_configs`` (a list of ``num_heads`` dicts of :class:`QuantumConfig` fields, or configs)
+    gives each head its own backend and options; heads sharing a configuration run together.
+
     Differences from torch: a query row whose keys are all masked out returns zero weights
     (torch returns NaN) on the explicit-weights path, and errors are
     :class:`~qtransformers.QTransformersError` subclasses that name the shapes at fault.
@@ -64,6 +67,7 @@ class QuantumMultiheadAttention(nn.Module):
         top_k: int | None = None,
         seed: int | None = None,
         backend_options: dict[str, Any] | None = None,
+        head_configs: list[dict[str, Any] | QuantumConfig] | None = None,
     ) -> None:
         if embed_dim <= 0 or num_heads <= 0:
             raise InvalidArgumentError(
@@ -114,10 +118,11 @@ class QuantumMultiheadAttention(nn.Module):
             options=dict(backend_options or {}),
         )
         self._backend = get_backend(quantum_backend)
+        self.head_configs = _head_configs(head_configs, num_heads, self.quantum_config)
         self.generator: torch.Generator | None = None
         if seed is not None:
             self.generator = torch.Generator(device=device or "cpu").manual_seed(seed)
-        if quantum_backend != "exact":
+        if quantum_backend != "exact" or self.head_configs is not None:
             # nn.TransformerEncoderLayer skips self_attn.forward for a fused kernel in eval mode
             # unless a hook is attached; that kernel would silently compute exact attention.
             self.register_forward_pre_hook(_keep_module_forward)
@@ -288,18 +293,14 @@ class QuantumMultiheadAttention(nn.Module):
             kpm = kpm.view(bsz, 1, 1, -1)
             mask = kpm if mask is None else mask + kpm
 
-        out, weights = self._backend(
-            q,
-            k,
-            v,
-            mask,
-            self.dropout if self.training else 0.0,
-            is_causal,
-            scale=None,
-            need_weights=need_weights,
-            generator=self.generator,
-            config=self.quantum_config,
-        )
+        dropout_p = self.dropout if self.training else 0.0
+        if self.head_configs is None:
+            out, weights = self._backend(
+                q, k, v, mask, dropout_p, is_causal,
+                scale=None, need_weights=need_weights, generator=self.generator, config=self.quantum_config,
+            )
+        else:
+            out, weights = self._per_head(q, k, v, mask, dropout_p, is_causal, need_weights)
         out = self.out_proj(out.transpose(1, 2).reshape(bsz, tgt_len, self.embed_dim))
         if weights is not None and average_attn_weights:
             weights = weights.mean(dim=1)
@@ -309,6 +310,54 @@ class QuantumMultiheadAttention(nn.Module):
         elif not self.batch_first:
             out = out.transpose(0, 1)
         return out, (weights if need_weights else None)
+
+
+    def _per_head(self, q, k, v, mask, dropout_p, is_causal, need_weights):
+        """Run each group of heads sharing a configuration through its backend; concatenate heads."""
+        outs: list[Tensor | None] = [None] * self.num_heads
+        weights: list[Tensor | None] = [None] * self.num_heads
+        groups: list[tuple[QuantumConfig, list[int]]] = []
+        for h, cfg in enumerate(self.head_configs):
+            match = next((heads for c, heads in groups if c == cfg), None)
+            if match is None:
+                groups.append((cfg, [h]))
+            else:
+                match.append(h)
+        for cfg, heads in groups:
+            sel = torch.tensor(heads, device=q.device)
+            head_mask = mask
+            if mask is not None and mask.size(1) == self.num_heads:
+                head_mask = mask.index_select(1, sel)
+            o, w = get_backend(cfg.backend)(
+                q.index_select(1, sel), k.index_select(1, sel), v.index_select(1, sel), head_mask, dropout_p,
+                is_causal, scale=None, need_weights=need_weights, generator=self.generator, config=cfg,
+            )
+            for i, h in enumerate(heads):
+                outs[h] = o[:, i : i + 1]
+                weights[h] = None if w is None else w[:, i : i + 1]
+        weight = None
+        if need_weights and all(w is not None for w in weights):
+            weight = torch.cat(weights, dim=1)
+        return torch.cat(outs, dim=1), weight
+
+
+def _head_configs(head_configs, num_heads: int, default: QuantumConfig) -> list[QuantumConfig] | None:
+    """Validated per-head configurations (dicts are QuantumConfig fields over the module's default)."""
+    if head_configs is None:
+        return None
+    if len(head_configs) != num_heads:
+        raise InvalidArgumentError(f"head_configs has {len(head_configs)} entries, expected num_heads={num_heads}")
+    configs = []
+    for cfg in head_configs:
+        if isinstance(cfg, dict):
+            fields = {**default.__dict__, **cfg}
+            fields["options"] = dict(fields.get("options") or {})
+            cfg = QuantumConfig(**fields)
+        if not isinstance(cfg, QuantumConfig):
+            raise InvalidArgumentError(f"head_configs entries must be dicts or QuantumConfig, got {type(cfg).__name__}")
+        get_backend(cfg.backend)
+        configs.append(cfg)
+    return configs
 
 
 def _keep_module_forward(module: nn.Module, args: tuple) -> None:

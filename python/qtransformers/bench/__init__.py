@@ -7,6 +7,7 @@
 SUITES = {
     "speed": "qtransformers.bench.speed",
     "quantum": "qtransformers.bench.quantum",
+    "attention-error": "qtransformers.bench.attention_error",
 }
 
 DEFAULT_SUITE = "speed"

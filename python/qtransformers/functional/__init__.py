@@ -5,5 +5,10 @@ Each fast path (Rust, Triton) has a ``*_ref`` PyTorch reference beside it.
 
 from qtransformers.functional.attention import exact_attention, safe_softmax
 from qtransformers.functional.sampling import sample_rows, sample_rows_ref
+from qtransformers.functional.approximate import linformer_attention, nystrom_attention, performer_attention
+from qtransformers.functional.quantum import quantum_attention
+from qtransformers.functional.sampling import allocate_shots, allocate_shots_ref, draw_rows, draw_rows_ref
 
 __all__ = ["exact_attention", "safe_softmax", "sample_rows", "sample_rows_ref"]
+__all__ += ["allocate_shots", "allocate_shots_ref", "draw_rows", "draw_rows_ref", "linformer_attention"]
+__all__ += ["nystrom_attention", "performer_attention", "quantum_attention"]
