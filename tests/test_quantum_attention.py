@@ -49,8 +49,9 @@ def test_estimators_are_unbiased_with_masks(cfg):
     _assert_unbiased(out, exact[0])
 
 
-@pytest.mark.parametrize("cv", [dict(cv_kind="block", cv_block=3), dict(cv_kind="favor", cv_features=16)],
-                         ids=["block", "favor"])
+@pytest.mark.parametrize("cv", [dict(cv_kind="block", cv_block=3), dict(cv_kind="favor", cv_features=16),
+                                dict(cv_kind="block", cv_block=3, adaptive=True)],
+                         ids=["block", "favor", "block-adaptive"])
 @pytest.mark.parametrize("backend", ["naive", "stratified"])
 def test_control_variates_are_unbiased(cv, backend):
     q, k, v, mask, (qr, kr, vr) = _problem(4000, seed=3)

@@ -49,8 +49,8 @@ def attention_heatmaps(
                                        generator=gen, need_weights=True)
         rows = exact.reshape(-1, exact.size(-1))
         pilot = max(1, num_samples // 4)
-        pilot_idx = draw_rows(rows, torch.full((rows.size(0),), pilot) * (rows.sum(-1) > 0), "multinomial",
-                              generator=gen)
+        design = "multinomial" if backend in ("naive", "hybrid") else "systematic"
+        pilot_idx = draw_rows(rows, torch.full((rows.size(0),), pilot) * (rows.sum(-1) > 0), design, generator=gen)
         shots = adaptive_shots(rows, pilot_idx, q.size(2), num_samples - pilot).view(len(heads), -1)
         entropy = -(exact * exact.clamp_min(1e-30).log()).sum(-1)[0]
     fig, axes = plt.subplots(len(heads), 3, figsize=(13, 4 * len(heads)), squeeze=False)

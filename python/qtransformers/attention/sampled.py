@@ -41,15 +41,15 @@ def _sampled_backend(name: str):
 for _name in ("naive", "stratified", "hybrid"):
     _sampled_backend(_name)
 
-_BASELINES = {
-    "performer": (performer_attention, "num_features"),
-    "nystrom": (nystrom_attention, "num_landmarks"),
-    "linformer": (linformer_attention, "proj_dim"),
+_BASELINES = {  # name -> (function, size option, supports causal masks)
+    "performer": (performer_attention, "num_features", True),
+    "nystrom": (nystrom_attention, "num_landmarks", False),
+    "linformer": (linformer_attention, "proj_dim", False),
 }
 
 
 def _baseline_backend(name: str):
-    fn, size_option = _BASELINES[name]
+    fn, size_option, causal = _BASELINES[name]
 
     def backend(q, k, v, attn_mask, dropout_p, is_causal, *, scale, need_weights, generator, config):
         del dropout_p, need_weights
@@ -57,7 +57,7 @@ def _baseline_backend(name: str):
         return fn(q, k, v, attn_mask, is_causal, scale=scale, generator=generator, **{size_option: size}), None
 
     backend.__doc__ = f"The {name!r} approximate-attention baseline as an attention backend (no weights)."
-    return register_backend(name)(backend)
+    return register_backend(name, causal=causal)(backend)
 
 
 for _name in _BASELINES:

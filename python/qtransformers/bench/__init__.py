@@ -6,6 +6,7 @@
 
 SUITES = {
     "speed": "qtransformers.bench.speed",
+    "quantum": "qtransformers.bench.quantum",
     "attention-error": "qtransformers.bench.attention_error",
 }
 

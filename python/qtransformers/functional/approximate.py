@@ -32,14 +32,18 @@ def check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
 
 
 def orthogonal_gaussian(rows: int, dim: int, *, generator: torch.Generator | None, dtype, device) -> Tensor:
-    """(rows, dim) Gaussian directions, orthogonal within each block of ``dim`` rows, norms chi-distributed."""
+    """(rows, dim) Gaussian directions, orthogonal within each block of ``dim`` rows, norms chi-distributed.
+
+    The numbers are drawn on the generator's device (CPU without a generator), then moved.
+    """
+    where = generator.device if generator is not None else torch.device("cpu")
     blocks = []
     for _ in range(math.ceil(rows / dim)):
-        g = torch.randn(dim, dim, generator=generator, dtype=torch.float64)
+        g = torch.randn(dim, dim, generator=generator, dtype=torch.float64, device=where)
         qmat, _ = torch.linalg.qr(g)
         blocks.append(qmat.T)
     w = torch.cat(blocks)[:rows]
-    norms = torch.randn(rows, dim, generator=generator, dtype=torch.float64).norm(dim=1, keepdim=True)
+    norms = torch.randn(rows, dim, generator=generator, dtype=torch.float64, device=where).norm(dim=1, keepdim=True)
     return (w * norms).to(dtype=dtype, device=device)
 
 
@@ -199,7 +203,8 @@ def linformer_attention(
         raise InvalidArgumentError(f"proj_dim must be >= 1, got {proj_dim}")
     _require_key_mask("linformer_attention", attn_mask, is_causal)
     source = k.size(-2)
-    proj = torch.randn(2, proj_dim, source, generator=generator, dtype=torch.float64) / math.sqrt(proj_dim)
+    where = generator.device if generator is not None else torch.device("cpu")
+    proj = torch.randn(2, proj_dim, source, generator=generator, dtype=torch.float64, device=where) / math.sqrt(proj_dim)
     e_proj, f_proj = proj.to(dtype=q.dtype, device=q.device)
     keep = None
     if attn_mask is not None:

@@ -20,11 +20,14 @@ Estimators of O_i = Σ_j p_ij v_j (m shots per row; all unbiased, E[Ô] = O):
   with the largest observed p_J: a search that scores no key); they enter exactly,
   Σ_{j∈T} p_j v_j, and the other 3m/4 shots estimate the remainder with the stratified
   estimator, shots landing in T counting zero. Unbiased given T, hence unbiased.
-* ``adaptive=True``: a pilot of m/4 multinomial shots estimates each row's entropy
-  Ĥ_i = -mean log p_J (unbiased); the remaining shots of the head, L·m - L·m/4 in total, are
-  split across rows in proportion to sqrt(1 - exp(-Ĥ_i)) (the standard deviation of a row
-  that is uniform over exp(H) keys), at least one each, by largest remainders. The pilot's
-  shots are spent on the allocation only, so the estimate is unbiased given the allocation.
+* ``adaptive=True``: a pilot of m0 = m/4 shots of the backend's own design estimates each row's
+  entropy Ĥ_i = -mean log p_J (unbiased, every draw has marginal p); the remaining shots of the
+  head, L·(m - m0) in total, are split across rows in proportion to sqrt(1 - exp(-Ĥ_i)) (the
+  standard deviation of a row uniform over exp(H) keys), at least one each, by largest
+  remainders. The pilot's estimate enters with the fixed weight m0/m and the main run's with
+  (m - m0)/m; both are unbiased (the main run given the allocation), so the mix is too. With a
+  control variate the pilot (which has none) would add more variance than it removes, so there
+  it is spent on the allocation only.
 * ``control_variate=True`` (``cv_kind="block"``, the default): the block control variate of
   :mod:`qtransformers.functional.block_cv`. Keys are grouped in blocks of ``cv_block`` consecutive
   positions (default ``min(8, S // (4m))``, so scoring blocks costs at most 1/4 of exact
@@ -54,7 +57,7 @@ import math
 import torch
 from torch import Tensor
 
-from qtransformers.exceptions import InvalidArgumentError, ShapeError
+from qtransformers.exceptions import InvalidArgumentError
 from qtransformers.functional.approximate import (
     check_qkv,
     favor_features,
@@ -131,7 +134,8 @@ def quantum_attention(
     block = 1
     if control_variate and cv_kind == "block":
         block = cv_block or default_block(k.size(-2), num_samples)
-    plan = _draw(probs, v, backend, num_samples, adaptive, top_k, generator, sampler, key_order, block)
+    plan = _draw(probs, v, backend, num_samples, adaptive, top_k, generator, sampler, key_order, block,
+                 reuse_pilot=not control_variate)
     idx, weights = plan["idx"], plan["weights"]
     if dropout_p > 0.0:
         keep = torch.rand(weights.shape, generator=generator, device=weights.device) >= dropout_p
@@ -196,42 +200,45 @@ def block_value_order(v: Tensor, block: int) -> Tensor:
     return keys[keys < source].view(*v.shape[:-2], source) if pad else keys
 
 
-def _draw(probs, v, backend, m, adaptive, top_k, generator, sampler, key_order, block=1) -> dict:
+def _draw(probs, v, backend, m, adaptive, top_k, generator, sampler, key_order, block=1, reuse_pilot=True) -> dict:
     """Shot indices (B,H,L,M) and detached estimator weights (B,H,L,M) for the chosen design."""
     b, h, length, source = probs.shape
     rows = probs.reshape(-1, source)
     alive = rows.sum(-1) > 0
     pilot = max(1, m // 4) if (adaptive or backend == "hybrid") else 0
+    method = "multinomial" if backend == "naive" else "systematic"
+    order = None
+    if method == "systematic" and key_order == "value":
+        order = (value_order(v) if block == 1 else block_value_order(v, block)).reshape(b * h, source)
     extra_idx, extra_w = [], []
     pilot_idx = None
+    # The hybrid pilot hunts candidates (i.i.d. draws); the adaptive pilot is a first, smaller
+    # run of the backend's own design whose estimate also enters the output with weight pilot/m.
+    pilot_method = "multinomial" if backend == "hybrid" else method
     if pilot:
         pilot_shots = torch.full((rows.size(0),), pilot, dtype=torch.int64, device=rows.device) * alive
-        pilot_idx = draw_rows(rows, pilot_shots, "multinomial", generator=generator, sampler=sampler)
+        pilot_idx = draw_rows(rows, pilot_shots, pilot_method, generator=generator, order=order,
+                              rows_per_order=length, sampler=sampler)
     main = m - pilot if pilot else m
     if adaptive:
         shots = adaptive_shots(rows, pilot_idx, length, main, sampler=sampler)
     else:
         shots = torch.full((rows.size(0),), main, dtype=torch.int64, device=rows.device) * alive
-    method = "multinomial" if backend == "naive" else "systematic"
-    order = None
-    if method == "systematic" and key_order == "value":
-        order = (value_order(v) if block == 1 else block_value_order(v, block)).reshape(b * h, source)
     idx = draw_rows(rows, shots, method, generator=generator, order=order, rows_per_order=length, sampler=sampler)
-    valid = idx >= 0
-    safe_idx = idx.clamp_min(0)
-    p_drawn = rows.gather(1, safe_idx)
-    m_row = shots.clamp_min(1).to(rows.dtype).unsqueeze(-1)
-    if method == "multinomial":
-        weights = valid / m_row
-    else:
-        weights = horvitz_thompson(safe_idx, valid, p_drawn, m_row)
+    safe_idx, weights = _design_weights(rows, idx, shots, method)
+    pilot_fraction = 0.0
+    if adaptive and backend != "hybrid" and reuse_pilot:
+        pilot_fraction = pilot / m
+        p_idx, p_w = _design_weights(rows, pilot_idx, pilot_shots, method)
+        weights = weights * (1.0 - pilot_fraction)
+        extra_idx.append(p_idx)
+        extra_w.append(p_w * pilot_fraction)
     if backend == "hybrid" and (top_k is None or top_k > 0):
         k_max = pilot if top_k is None else min(top_k, pilot)
         cand, cand_w, in_cand = _candidates(rows, pilot_idx, k_max, safe_idx)
         weights = weights * ~in_cand
         extra_idx.append(cand)
         extra_w.append(cand_w)
-    weights = weights * valid
     if extra_idx:
         safe_idx = torch.cat([safe_idx, *extra_idx], dim=1)
         weights = torch.cat([weights, *extra_w], dim=1)
@@ -242,7 +249,18 @@ def _draw(probs, v, backend, m, adaptive, top_k, generator, sampler, key_order, 
         "pilot": pilot,
         "order": order,
         "systematic": method == "systematic",
+        "pilot_fraction": pilot_fraction,
     }
+
+
+def _design_weights(rows: Tensor, idx: Tensor, shots: Tensor, method: str) -> tuple[Tensor, Tensor]:
+    """(indices with -1 replaced by 0, unbiased per-shot weights) of i.i.d. or systematic draws (R, M)."""
+    valid = idx >= 0
+    safe_idx = idx.clamp_min(0)
+    m_row = shots.clamp_min(1).to(rows.dtype).unsqueeze(-1)
+    if method == "multinomial":
+        return safe_idx, valid / m_row
+    return safe_idx, horvitz_thompson(safe_idx, valid, rows.gather(1, safe_idx), m_row) * valid
 
 
 def adaptive_shots(rows: Tensor, pilot_idx: Tensor, length: int, per_row: int, *, sampler: str = "torch") -> Tensor:

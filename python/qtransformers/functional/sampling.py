@@ -33,7 +33,8 @@ def _check(weights: Tensor, shots: int, method: str) -> None:
 
 def seed_from(generator: torch.Generator | None) -> int:
     """A 63-bit seed drawn from ``generator`` (or torch's global RNG when None)."""
-    return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, dtype=torch.int64).item())
+    where = generator.device if generator is not None else torch.device("cpu")
+    return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, dtype=torch.int64, device=where).item())
 
 
 def sample_rows(

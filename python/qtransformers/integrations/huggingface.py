@@ -21,7 +21,6 @@ NAME = "qtransformers"
 
 def _transformers():
     try:
-        import transformers  # noqa: F401
         from transformers import AttentionInterface
         from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
     except ImportError as exc:  # pragma: no cover - depends on the environment

@@ -185,7 +185,7 @@ pub fn sample_rows_ordered<W: Weight>(
         return Err(Error::InvalidArgument(format!("shots must lie in 0..={max_shots}, found {bad}")));
     }
     if let Some(order) = order {
-        if rows_per_order == 0 || rows % rows_per_order != 0 {
+        if rows_per_order == 0 || !rows.is_multiple_of(rows_per_order) {
             return Err(Error::InvalidArgument(format!(
                 "rows_per_order must be positive and divide rows = {rows}, got {rows_per_order}"
             )));
@@ -225,7 +225,7 @@ pub fn sample_rows_ordered<W: Weight>(
 /// when they are all 0) by largest remainders, so each group's shots sum to exactly `total`
 /// (or to `min_shots` times its live rows if that is larger). Groups run in parallel.
 pub fn allocate_shots(scores: &[f64], per_group: usize, total: usize, min_shots: usize) -> Result<Vec<i64>> {
-    if per_group == 0 || scores.len() % per_group != 0 {
+    if per_group == 0 || !scores.len().is_multiple_of(per_group) {
         return Err(Error::Shape(format!(
             "scores has {} entries, not a multiple of per_group = {per_group}",
             scores.len()
