@@ -15,10 +15,11 @@ FAST = ("torch", "rust")
 
 
 def direct(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """y[b, c, t] = sum_{j <= t} k[c, j] u[b, c, t - j] by conv1d (flipped kernel, left padding)."""
-    t = u.size(-1)
+    """y[b, c, t] = sum_{j <= t} k[c // g, j] u[b, c, t - j] by conv1d (flipped kernel, left padding)."""
+    t, group = u.size(-1), u.size(1) // k.size(0)
     padded = torch.nn.functional.pad(u, (t - 1, 0))
-    return torch.nn.functional.conv1d(padded, k.flip(-1)[:, None, :], groups=u.size(1))
+    weight = k.repeat_interleave(group, dim=0).flip(-1)[:, None, :]
+    return torch.nn.functional.conv1d(padded, weight, groups=u.size(1))
 
 
 def data(b, c, t, dtype, seed=0):
@@ -47,9 +48,17 @@ def test_matches_direct_convolution(t, backend):
 
 
 @pytest.mark.parametrize("backend", FAST + ("reference",))
-def test_gradcheck_float64(backend):
-    u, k = data(2, 2, 13, torch.float64)
-    args = (u.requires_grad_(True), k.requires_grad_(True))
+def test_shared_kernels_per_group_of_channels(backend):
+    u, k = data(2, 8, 111, torch.float64, seed=4)
+    k = k[:2]  # 2 kernels, each shared by 4 consecutive channels (one quaternion)
+    assert torch.allclose(causal_fftconv(u, k, backend=backend), direct(u, k), atol=1e-9)
+
+
+@pytest.mark.parametrize("kernels", (2, 4))
+@pytest.mark.parametrize("backend", FAST + ("reference",))
+def test_gradcheck_float64(backend, kernels):
+    u, k = data(2, 4, 13, torch.float64)
+    args = (u.requires_grad_(True), k[:kernels].clone().requires_grad_(True))
     assert torch.autograd.gradcheck(lambda a, b: causal_fftconv(a, b, backend=backend), args)
 
 
@@ -76,12 +85,16 @@ def test_bfloat16_in_bfloat16_out(backend):
 
 def test_bad_input_raises_named_errors():
     u, k = data(1, 2, 8, torch.float32)
-    with pytest.raises(ShapeError, match="k"):
-        causal_fftconv(u, k[:1])
+    with pytest.raises(ShapeError, match="K dividing C"):
+        causal_fftconv(u, k[:, :5])
+    with pytest.raises(ShapeError, match="K dividing C"):
+        causal_fftconv(u, torch.zeros(3, 8))
     with pytest.raises(InvalidArgumentError, match="backend"):
         causal_fftconv(u, k, backend="fast")
     with pytest.raises(ShapeError, match=r"\(1, 3\)"):
         _core.causal_fftconv(u.numpy(), np.zeros((1, 3), dtype=np.float32))
+    with pytest.raises(ShapeError, match="K dividing C"):
+        _core.causal_fftconv_backward(u.numpy(), u.numpy(), np.zeros((3, 8), dtype=np.float32))
     with pytest.raises(TypeError):
         _core.causal_fftconv(u.numpy(), k.double().numpy())
 

@@ -139,3 +139,32 @@ def test_every_mixer_compiles(name):
     assert torch.allclose(y, mixer(x), atol=1e-4)
     y.square().mean().backward()
     assert x.grad is not None and all(p.grad is not None for p in mixer.parameters())
+
+
+@pytest.mark.parametrize("group", (2, 4))
+def test_absolute_phase_layouts_agree_preserve_norm_and_gradcheck(group):
+    from qtransformers.functional import absolute_phase
+
+    x = x_of(2, 9, 8, dtype=torch.float64)
+    y = absolute_phase(x, group=group)
+    assert torch.allclose(absolute_phase(x.transpose(1, 2).contiguous(), group=group, channels_first=True),
+                          y.transpose(1, 2))
+    assert torch.allclose(y.norm(dim=-1), x.norm(dim=-1))
+    assert torch.allclose(y[:, 0], x[:, 0]) and not torch.allclose(y[:, 1:], x[:, 1:])
+    if group == 4:  # pairs (w, x) and (y, z) of a quaternion turn alike
+        pairs = torch.view_as_complex(y.view(2, 9, 4, 2)) / torch.view_as_complex(x.view(2, 9, 4, 2))
+        assert torch.allclose(pairs[:, :, 0::2], pairs[:, :, 1::2])
+    assert torch.autograd.gradcheck(lambda a: absolute_phase(a, group=group), (x.clone().requires_grad_(True),))
+
+
+@pytest.mark.parametrize("name", mixers.available())
+def test_every_mixer_runs_in_bfloat16_close_to_float32(name):
+    causal = mixers.supports_causal(name)
+    torch.manual_seed(0)
+    mixer = mixers.build(name, DIM, causal=causal)
+    x = x_of(2, 97, DIM)
+    with torch.no_grad():
+        ref = mixer(x)
+        y = mixer.to(torch.bfloat16)(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    assert (y.float() - ref).norm() / ref.norm() < 0.05

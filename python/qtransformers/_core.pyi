@@ -76,3 +76,20 @@ def allocate_shots(scores: npt.NDArray[np.float64], per_group: int, total: int, 
 
     Negative score = no shots (masked row); other rows get at least ``min_shots``; largest remainders.
     """
+
+def causal_fftconv(
+    u: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    k: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+) -> npt.NDArray[np.float32] | npt.NDArray[np.float64]:
+    """Causal convolution y[b, c, t] = sum_{j <= t} k[c // g, j] u[b, c, t - j] of u (B, C, T) with k (K, T).
+
+    g = C / K consecutive channels share a kernel. Both float32 or both float64, C-contiguous;
+    returns (B, C, T). Raises ShapeError on mismatched shapes, TypeError on dtype/layout.
+    """
+
+def causal_fftconv_backward(
+    grad: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    u: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    k: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float32] | npt.NDArray[np.float64], npt.NDArray[np.float32] | npt.NDArray[np.float64]]:
+    """Gradients (grad_u (B, C, T), grad_k (K, T)) of :func:`causal_fftconv` given grad = dL/dy (B, C, T)."""

@@ -1,6 +1,8 @@
-"""Causal FFT convolution of (B, C, T) signals with per-channel (C, T) kernels.
+"""Causal FFT convolution of (B, C, T) signals with (K, T) kernels, K dividing C.
 
-``y[b, c, t] = sum_{j <= t} k[c, j] * u[b, c, t - j]``: zero-pad to an even 5-smooth length
+``y[b, c, t] = sum_{j <= t} k[c // g, j] * u[b, c, t - j]`` where g = C / K consecutive
+channels share a kernel (g = 1: one kernel per channel; QRH uses g = 4, one kernel per
+quaternion, without materialising repeated kernels). Zero-pad to an even 5-smooth length
 ``n >= 2T - 1``, rfft, multiply, irfft, keep the first T samples, so no output sees a later
 input. Three implementations of the same math:
 
@@ -30,7 +32,7 @@ CPU_DEFAULT = "rust"
 
 def fft_size(t: int) -> int:
     """Smallest even 5-smooth length >= 2t - 1 (the same rule as the Rust core)."""
-    n = max(2 * t - 1, 2)
+    n = max(2 * int(t) - 1, 2)  # int(): under torch.compile's dynamic shapes, specialise on the length
     n += n % 2
     while True:
         m = n
@@ -45,24 +47,27 @@ def fft_size(t: int) -> int:
 def _check(u: Tensor, k: Tensor, backend: str) -> None:
     if backend not in BACKENDS:
         raise InvalidArgumentError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if u.dim() != 3 or k.dim() != 2 or k.shape != u.shape[1:]:
-        raise ShapeError(f"expected u (B, C, T) and k (C, T), got u {tuple(u.shape)} and k {tuple(k.shape)}")
+    if u.dim() != 3 or k.dim() != 2 or k.size(1) != u.size(2) or k.size(0) == 0 or u.size(1) % k.size(0):
+        raise ShapeError(
+            f"expected u (B, C, T) and k (K, T) with K dividing C, got u {tuple(u.shape)} and k {tuple(k.shape)}"
+        )
     if u.size(-1) == 0:
         raise ShapeError(f"sequence length must be positive, got u {tuple(u.shape)}")
     if not (u.is_floating_point() and k.is_floating_point()):
         raise DTypeError(f"u and k must be floating point, got {u.dtype} and {k.dtype}")
 
 
+def _grouped(x: Tensor, kernels: int) -> Tensor:
+    """View (B, C, ...) as (B, K, C / K, ...)."""
+    return x.view(x.size(0), kernels, x.size(1) // kernels, *x.shape[2:])
+
+
 def causal_fftconv_ref(u: Tensor, k: Tensor) -> Tensor:
-    """Reference causal convolution: u (B, C, T), k (C, T) -> (B, C, T), autograd through torch.fft."""
+    """Reference causal convolution: u (B, C, T), k (K, T) -> (B, C, T), autograd through torch.fft."""
     t = u.size(-1)
     n = fft_size(t)
-    return torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(k, n=n), n=n)[..., :t]
-
-
-def _correlate(a_spec: Tensor, b_spec: Tensor, n: int, t: int) -> Tensor:
-    """First t lags of the circular correlation given the two spectra."""
-    return torch.fft.irfft(a_spec * b_spec.conj(), n=n)[..., :t]
+    spec = _grouped(torch.fft.rfft(u, n=n), k.size(0)) * torch.fft.rfft(k, n=n)[:, None, :]
+    return torch.fft.irfft(spec.flatten(1, 2), n=n)[..., :t]
 
 
 class _TorchFFTConv(torch.autograd.Function):
@@ -78,11 +83,14 @@ class _TorchFFTConv(torch.autograd.Function):
         u, k = ctx.saved_tensors
         t = u.size(-1)
         n = fft_size(t)
-        g_spec = torch.fft.rfft(grad, n=n)
-        grad_u = _correlate(g_spec, torch.fft.rfft(k, n=n), n, t) if ctx.needs_input_grad[0] else None
-        grad_k = None
+        kernels = k.size(0)
+        g_spec = _grouped(torch.fft.rfft(grad, n=n), kernels)
+        grad_u = grad_k = None
+        if ctx.needs_input_grad[0]:
+            corr = g_spec * torch.fft.rfft(k, n=n).conj()[:, None, :]
+            grad_u = torch.fft.irfft(corr.flatten(1, 2), n=n)[..., :t]
         if ctx.needs_input_grad[1]:
-            cross = (g_spec * torch.fft.rfft(u, n=n).conj()).sum(dim=0)
+            cross = (g_spec * _grouped(torch.fft.rfft(u, n=n), kernels).conj()).sum(dim=(0, 2))
             grad_k = torch.fft.irfft(cross, n=n)[..., :t]
         return grad_u, grad_k
 
@@ -132,7 +140,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
 
 def causal_fftconv(u: Tensor, k: Tensor, backend: str = "auto") -> Tensor:
-    """Causal convolution of u (B, C, T) with per-channel kernels k (C, T) -> (B, C, T).
+    """Causal convolution of u (B, C, T) with kernels k (K, T), channel c using k[c // (C / K)] -> (B, C, T).
 
     ``backend`` is "auto", "torch", "rust" or "reference" (see the module docstring).
     """

@@ -2,16 +2,17 @@
 
 Convolutions (and every FFT mixer) are shift-equivariant: on their own they cannot tell
 position t from t + s. :func:`absolute_phase` rotates each consecutive channel pair
-(x[2i], x[2i+1]) at position t by the angle t·θ_i, with θ_i = base^(-2i/D) as in RoPE, but
-in the time domain and on the mixer's input values (not on queries and keys, where the
+(x[2i], x[2i+1]) at position t by the angle t·θ_j, θ_j = base^(-j/J) (RoPE's frequencies),
+but in the time domain and on the mixer's input values (not on queries and keys, where the
 rotation cancels to a relative offset), and it is not undone afterwards. Shifting the input
 by s therefore multiplies every token by a different, s-dependent rotation, which the rest
 of the mixer does not commute with: shift invariance is broken (a test checks it). It is
 norm-preserving per token, causal (per position) and defined for any length.
 
-For a quaternion channel (w, x, y, z) the pairs (w, x), (y, z) are rotated alike: that is
-left multiplication by the unit quaternion cos(tθ) + i·sin(tθ).
-(A per-bin factor e^{ikθ} in the frequency domain would only be a circular shift: no position.)
+``group`` channels share one frequency: with ``group=4`` a quaternion channel (w, x, y, z)
+has its pairs (w, x) and (y, z) rotated alike, which is left multiplication by the unit
+quaternion cos(tθ) + i·sin(tθ). (A per-bin factor e^{ikθ} in the frequency domain would only
+be a circular shift: it adds no position.)
 """
 
 from __future__ import annotations
@@ -22,19 +23,49 @@ from torch import Tensor
 from qtransformers.exceptions import ShapeError
 
 
-def phase_frequencies(dim: int, base: float = 10000.0, *, device=None) -> Tensor:
-    """θ_i = base^(-2i/dim) for the dim/2 channel pairs, float32 (dim/2,)."""
-    return base ** (-torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim)
+def phase_angles(t: int, dim: int, *, group: int = 2, base: float = 10000.0, device=None) -> Tensor:
+    """Angles t·θ for the dim/2 channel pairs over positions 0..t-1, float32 (dim/2, t)."""
+    if dim % group or group % 2:
+        raise ShapeError(f"dim {dim} must be divisible by an even group {group}")
+    freqs = base ** (-torch.arange(dim // group, device=device, dtype=torch.float32) / max(dim // group, 1))
+    per_pair = freqs.repeat_interleave(group // 2)
+    return per_pair[:, None] * torch.arange(t, device=device, dtype=torch.float32)[None, :]
 
 
-def absolute_phase(x: Tensor, base: float = 10000.0) -> Tensor:
-    """Rotate channel pair i of token t of x (B, T, D) by t·θ_i; returns (B, T, D). D must be even."""
-    if x.dim() != 3 or x.size(-1) % 2:
-        raise ShapeError(f"absolute_phase needs x (B, T, D) with even D, got {tuple(x.shape)}")
-    b, t, d = x.shape
-    theta = phase_frequencies(d, base, device=x.device)
-    angle = torch.arange(t, device=x.device, dtype=torch.float32)[:, None] * theta[None, :]
-    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
-    pairs = x.view(b, t, d // 2, 2)
-    re, im = pairs[..., 0], pairs[..., 1]
-    return torch.stack((re * cos - im * sin, re * sin + im * cos), dim=-1).view(b, t, d)
+def _rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor, channels_first: bool) -> Tensor:
+    """Rotate pairs (2i, 2i+1) of x by angles with cosines/sines (D/2, T)."""
+    b = x.size(0)
+    if channels_first:
+        d, t = x.shape[1:]
+        re, im = x.view(b, d // 2, 2, t).unbind(2)
+        axis = 2
+    else:
+        t, d = x.shape[1:]
+        re, im = x.view(b, t, d // 2, 2).unbind(3)
+        cos, sin, axis = cos.t(), sin.t(), 3
+    out = (torch.addcmul(re * cos, im, sin, value=-1), torch.addcmul(re * sin, im, cos))
+    return torch.stack(out, dim=axis).view(x.shape)
+
+
+class _PhaseRotate(torch.autograd.Function):
+    """Pair rotation whose backward is the inverse rotation (saves only the cos/sin tables)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, cos: Tensor, sin: Tensor, channels_first: bool) -> Tensor:
+        ctx.save_for_backward(cos, sin)
+        ctx.channels_first = channels_first
+        return _rotate_pairs(x.contiguous(), cos, sin, channels_first)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        cos, sin = ctx.saved_tensors
+        return _rotate_pairs(grad.contiguous(), cos, -sin, ctx.channels_first), None, None, None
+
+
+def absolute_phase(x: Tensor, base: float = 10000.0, *, group: int = 2, channels_first: bool = False) -> Tensor:
+    """Rotate channel pair i of token t by the angle t·θ: x (B, T, D), or (B, D, T) if ``channels_first``."""
+    if x.dim() != 3:
+        raise ShapeError(f"absolute_phase needs a 3-D x, got {tuple(x.shape)}")
+    d, t = (x.size(1), x.size(2)) if channels_first else (x.size(2), x.size(1))
+    angle = phase_angles(t, d, group=group, base=base, device=x.device)
+    return _PhaseRotate.apply(x, angle.cos().to(x.dtype), angle.sin().to(x.dtype), channels_first)

@@ -142,7 +142,7 @@ def spectral_rotate(
     work = u if dtype in (torch.float32, torch.float64) else u.float()
     b, c, g, t = work.shape
     if causal:
-        kernel = causal_kernel(alpha.to(work.dtype), t).repeat_interleave(g, dim=0)
+        kernel = causal_kernel(alpha.to(work.dtype), t)
         y = causal_fftconv(work.reshape(b, c * g, t), kernel, backend=backend).view(b, c, g, t)
     else:
         spec = filter_spectrum(alpha.to(work.dtype), t)

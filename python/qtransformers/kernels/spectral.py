@@ -37,8 +37,10 @@ def _filter_rotate_kernel(
         s_im = -s_im
     base = row * G * F
     for i in tl.static_range(G):
-        acc_re = tl.zeros([BLOCK], dtype=tl.float32)
-        acc_im = tl.zeros([BLOCK], dtype=tl.float32)
+        # (0 * s) rather than tl.zeros: a builtin, so the kernel also runs interpreted when
+        # triton was imported before TRITON_INTERPRET=1 was set (the tests' situation)
+        acc_re = s_re * 0.0
+        acc_im = s_re * 0.0
         for j in tl.static_range(G):
             if ADJOINT:
                 m = tl.load(m_ptr + c * G * G + j * G + i)

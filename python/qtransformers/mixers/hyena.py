@@ -1,7 +1,7 @@
 """The "hyena" mixer (Poli et al. 2023, order 2): a gated causal long convolution.
 
 x (B, T, D) -> [absolute phase] -> projection to (v, x1, x2) -> short causal depthwise conv
--> y = x2 ⊙ (h * (x1 ⊙ v) + b ⊙ x1 ⊙ v) -> output projection. The long kernel h (D, T) is
+-> y = x2 ⊙ GELU(h * (x1 ⊙ v) + b ⊙ x1 ⊙ v) -> output projection. The long kernel h (D, T) is
 implicit: a small MLP of sinusoidal features of the lag t, times a per-channel exponential
 decay window (decay rates spread over scales). The long convolution is
 :func:`qtransformers.functional.causal_fftconv` (zero-padded, so causal; Rust on CPU).
@@ -35,7 +35,8 @@ class ImplicitFilter(nn.Module):
         """Kernel taps for lags 0..t-1: (D, t)."""
         lag = torch.arange(t, device=device, dtype=torch.float32)
         arg = lag[:, None] * self.freqs[None, :]
-        taps = self.mlp(torch.cat((arg.sin(), arg.cos()), dim=-1)).t()
+        features = torch.cat((arg.sin(), arg.cos()), dim=-1).to(self.mlp[0].weight.dtype)
+        taps = self.mlp(features).t()
         return (taps * torch.exp(-self.decay[:, None] * lag[None, :])).to(dtype)
 
 

@@ -17,6 +17,7 @@ Ablation options (all at nearly the same parameter count, the two D×D projectio
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qtransformers.exceptions import InvalidArgumentError, ShapeError
@@ -104,18 +105,30 @@ class QRHLayer(nn.Module):
         self._fractal_done = True
 
     def forward(self, x: Tensor) -> Tensor:
-        """Mix tokens of x (B, T, 4·embed_dim)."""
+        """Mix tokens of x (B, T, 4·embed_dim).
+
+        Runs channels-first: the input projection writes (B, D, T) directly (the transpose is
+        folded into the matmul), the FFTs run along the contiguous T axis, and the per-channel
+        rotation R is folded into the output projection's weight (W_out · blockdiag(R)).
+        """
         if x.dim() != 3 or x.size(-1) != self.dim:
             raise ShapeError(f"expected input (B, T, {self.dim}), got {tuple(x.shape)}")
         b, t, _ = x.shape
-        h = self.in_proj(x)
+        h = torch.matmul(self.in_proj.weight, x.transpose(1, 2))
+        if self.in_proj.bias is not None:
+            h = h + self.in_proj.bias[:, None]
         if self.position:
-            h = absolute_phase(h)
+            h = absolute_phase(h, group=self.group, channels_first=True)
         if self.fractal_init and not self._fractal_done:
-            self._init_alpha_from(h.detach())
-        u = h.view(b, t, self.channels, self.group).permute(0, 2, 3, 1)
-        y = spectral_rotate(u, self.alpha, self.rotation(), self.causal, backend=self.backend)
-        return self.out_proj(y.permute(0, 3, 1, 2).reshape(b, t, self.dim))
+            self._init_alpha_from(h.detach().transpose(1, 2))
+        u = h.view(b, self.channels, self.group, t)
+        y = spectral_rotate(u, self.alpha, None, self.causal, backend=self.backend).reshape(b, self.dim, t)
+        weight = self.out_proj.weight
+        rotation = self.rotation()
+        if rotation is not None:
+            w = weight.view(self.dim, self.channels, self.group)
+            weight = torch.einsum("oci,cij->ocj", w, rotation.to(w.dtype)).reshape(self.dim, self.dim)
+        return F.linear(y.transpose(1, 2), weight, self.out_proj.bias)
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, group={self.group}, causal={self.causal}"

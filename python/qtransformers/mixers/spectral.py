@@ -50,6 +50,18 @@ class SpectralMixer(nn.Module):
         self.phase = nn.Parameter(torch.rand(bands, dim, generator=torch.Generator().manual_seed(0)) * 2 * math.pi)
         self.out_proj = nn.Linear(dim, dim)
 
+    complex_parameters = ("log_magnitude", "phase")
+
+    def complex_weight(self) -> Tensor:
+        """The band weights w = r·e^{iφ} as a complex (bands, D) tensor."""
+        return torch.polar(self.log_magnitude.detach().exp(), self.phase.detach())
+
+    @torch.no_grad()
+    def load_complex_weight(self, z: Tensor) -> None:
+        """Set the band weights from a complex (bands, D) tensor (r = 0 becomes log r = -inf, w = 0)."""
+        self.log_magnitude.copy_(z.abs().log())
+        self.phase.copy_(z.angle())
+
     def kernels(self, t: int) -> Tensor:
         """Causal band kernels for lags 0..t-1: (bands, D, t)."""
         lag = torch.arange(t, device=self.omega.device, dtype=torch.float32)

@@ -1,6 +1,7 @@
 //! Causal FFT convolution along the last axis of a (B, C, T) array, and its backward.
 //!
-//! `y[b, c, t] = sum_{j <= t} k[c, j] * u[b, c, t - j]`: each row is zero-padded to an even
+//! `y[b, c, t] = sum_{j <= t} k[c / g, j] * u[b, c, t - j]` with K kernels shared by groups of
+//! `g = C / K` consecutive channels (g = 1: one kernel per channel): each row is zero-padded to an even
 //! 5-smooth length `n >= 2T - 1`, transformed with `realfft` (real-to-complex), multiplied by
 //! the kernel's spectrum and transformed back; only the first T samples are kept, so no
 //! output sees a later input. Plans are made once per length and cached (one planner per
@@ -46,7 +47,7 @@ pub fn fft_len(t: usize) -> usize {
     loop {
         let mut m = n;
         for p in [2, 3, 5] {
-            while m % p == 0 {
+            while m.is_multiple_of(p) {
                 m /= p;
             }
         }
@@ -88,7 +89,7 @@ impl<T: ConvFloat> Plans<T> {
         // Spectra of real signals: DC and Nyquist are real; clear rounding residue there.
         spec[0].im = T::zero();
         let last = spec.len() - 1;
-        if self.n % 2 == 0 {
+        if self.n.is_multiple_of(2) {
             spec[last].im = T::zero();
         }
         self.inverse.process(spec, pad).map_err(fft_error)?;
@@ -113,11 +114,16 @@ fn check(name: &str, len: usize, want: usize, shape: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_dims(b: usize, c: usize, t: usize) -> Result<()> {
+fn check_dims(b: usize, c: usize, t: usize, kernels: usize) -> Result<usize> {
     if b == 0 || c == 0 || t == 0 {
         return Err(Error::Shape(format!("causal_fftconv needs non-empty (B, C, T), got ({b}, {c}, {t})")));
     }
-    Ok(())
+    if kernels == 0 || !c.is_multiple_of(kernels) {
+        return Err(Error::Shape(format!(
+            "the number of kernels K = {kernels} must divide the number of channels C = {c}"
+        )));
+    }
+    Ok(c / kernels)
 }
 
 /// Spectra of every kernel row, (C, n/2 + 1), computed in parallel.
@@ -130,21 +136,24 @@ fn kernel_spectra<T: ConvFloat>(plans: &Plans<T>, k: &[T], c: usize, t: usize) -
     Ok(spec)
 }
 
-/// Causal convolution of `u` (B, C, T) with per-channel kernels `k` (C, T); returns (B, C, T).
-pub fn causal_fftconv<T: ConvFloat>(u: &[T], k: &[T], b: usize, c: usize, t: usize) -> Result<Vec<T>> {
-    check_dims(b, c, t)?;
+/// Causal convolution of `u` (B, C, T) with kernels `k` (K, T), channel c using kernel c / (C / K).
+///
+/// Returns (B, C, T).
+pub fn causal_fftconv<T: ConvFloat>(u: &[T], k: &[T], b: usize, c: usize, t: usize, kernels: usize) -> Result<Vec<T>> {
+    let group = check_dims(b, c, t, kernels)?;
     let shape = format!("(B, C, T) = ({b}, {c}, {t})");
     check("u", u.len(), b * c * t, &shape)?;
-    check("k", k.len(), c * t, &format!("(C, T) = ({c}, {t})"))?;
+    check("k", k.len(), kernels * t, &format!("(K, T) = ({kernels}, {t})"))?;
     let plans = Plans::<T>::new(t)?;
-    let kspec = kernel_spectra(&plans, k, c, t)?;
+    let kspec = kernel_spectra(&plans, k, kernels, t)?;
     let bins = plans.bins();
     let mut y = vec![T::zero(); b * c * t];
     y.par_chunks_mut(t).zip(u.par_chunks(t)).enumerate().try_for_each_init(
         || (vec![T::zero(); plans.n], vec![Complex::new(T::zero(), T::zero()); bins]),
         |(pad, spec), (row, (out, inp))| {
             plans.rfft(inp, pad, spec)?;
-            let kc = &kspec[(row % c) * bins..(row % c + 1) * bins];
+            let kernel = (row % c) / group;
+            let kc = &kspec[kernel * bins..(kernel + 1) * bins];
             for (s, kv) in spec.iter_mut().zip(kc) {
                 *s = *s * *kv;
             }
@@ -154,7 +163,7 @@ pub fn causal_fftconv<T: ConvFloat>(u: &[T], k: &[T], b: usize, c: usize, t: usi
     Ok(y)
 }
 
-/// Gradients of [`causal_fftconv`]: given `g` = dL/dy (B, C, T), returns (dL/du (B, C, T), dL/dk (C, T)).
+/// Gradients of [`causal_fftconv`]: given `g` = dL/dy (B, C, T), returns (dL/du (B, C, T), dL/dk (K, T)).
 pub fn causal_fftconv_backward<T: ConvFloat>(
     g: &[T],
     u: &[T],
@@ -162,36 +171,40 @@ pub fn causal_fftconv_backward<T: ConvFloat>(
     b: usize,
     c: usize,
     t: usize,
+    kernels: usize,
 ) -> Result<(Vec<T>, Vec<T>)> {
-    check_dims(b, c, t)?;
+    let group = check_dims(b, c, t, kernels)?;
     let shape = format!("(B, C, T) = ({b}, {c}, {t})");
     check("grad", g.len(), b * c * t, &shape)?;
     check("u", u.len(), b * c * t, &shape)?;
-    check("k", k.len(), c * t, &format!("(C, T) = ({c}, {t})"))?;
+    check("k", k.len(), kernels * t, &format!("(K, T) = ({kernels}, {t})"))?;
     let plans = Plans::<T>::new(t)?;
-    let kspec = kernel_spectra(&plans, k, c, t)?;
+    let kspec = kernel_spectra(&plans, k, kernels, t)?;
     let bins = plans.bins();
     let zero = Complex::new(T::zero(), T::zero());
-    // One task per channel: it owns that channel's grad_u rows (B of them) and grad_k row.
-    let per_channel: Vec<(Vec<T>, Vec<T>)> = (0..c)
+    // One task per kernel: it owns the grad_u rows of its `group` channels (B of each) and its grad_k row.
+    let per_kernel: Vec<(Vec<T>, Vec<T>)> = (0..kernels)
         .into_par_iter()
         .map_init(
             || (vec![T::zero(); plans.n], vec![zero; bins], vec![zero; bins]),
-            |(pad, gspec, uspec), ch| -> Result<(Vec<T>, Vec<T>)> {
-                let kc = &kspec[ch * bins..(ch + 1) * bins];
+            |(pad, gspec, uspec), kernel| -> Result<(Vec<T>, Vec<T>)> {
+                let kc = &kspec[kernel * bins..(kernel + 1) * bins];
                 let mut acc = vec![zero; bins];
-                let mut gu = vec![T::zero(); b * t];
+                let mut gu = vec![T::zero(); b * group * t];
                 for bi in 0..b {
-                    let off = (bi * c + ch) * t;
-                    plans.rfft(&g[off..off + t], pad, gspec)?;
-                    plans.rfft(&u[off..off + t], pad, uspec)?;
-                    for ((a, gs), us) in acc.iter_mut().zip(gspec.iter()).zip(uspec.iter()) {
-                        *a = *a + *gs * us.conj();
+                    for gi in 0..group {
+                        let off = (bi * c + kernel * group + gi) * t;
+                        plans.rfft(&g[off..off + t], pad, gspec)?;
+                        plans.rfft(&u[off..off + t], pad, uspec)?;
+                        for ((a, gs), us) in acc.iter_mut().zip(gspec.iter()).zip(uspec.iter()) {
+                            *a = *a + *gs * us.conj();
+                        }
+                        for (gs, kv) in gspec.iter_mut().zip(kc) {
+                            *gs = *gs * kv.conj();
+                        }
+                        let local = (bi * group + gi) * t;
+                        plans.irfft(gspec, pad, &mut gu[local..local + t])?;
                     }
-                    for (gs, kv) in gspec.iter_mut().zip(kc) {
-                        *gs = *gs * kv.conj();
-                    }
-                    plans.irfft(gspec, pad, &mut gu[bi * t..(bi + 1) * t])?;
                 }
                 let mut gk = vec![T::zero(); t];
                 plans.irfft(&mut acc, pad, &mut gk)?;
@@ -200,11 +213,12 @@ pub fn causal_fftconv_backward<T: ConvFloat>(
         )
         .collect::<Result<_>>()?;
     let mut grad_u = vec![T::zero(); b * c * t];
-    let mut grad_k = Vec::with_capacity(c * t);
-    for (ch, (gu, gk)) in per_channel.into_iter().enumerate() {
+    let mut grad_k = Vec::with_capacity(kernels * t);
+    for (kernel, (gu, gk)) in per_kernel.into_iter().enumerate() {
         for bi in 0..b {
-            let off = (bi * c + ch) * t;
-            grad_u[off..off + t].copy_from_slice(&gu[bi * t..(bi + 1) * t]);
+            let off = (bi * c + kernel * group) * t;
+            let local = bi * group * t;
+            grad_u[off..off + group * t].copy_from_slice(&gu[local..local + group * t]);
         }
         grad_k.extend_from_slice(&gk);
     }
@@ -215,14 +229,15 @@ pub fn causal_fftconv_backward<T: ConvFloat>(
 mod tests {
     use super::*;
 
-    fn direct(u: &[f64], k: &[f64], b: usize, c: usize, t: usize) -> Vec<f64> {
+    fn direct(u: &[f64], k: &[f64], b: usize, c: usize, t: usize, kernels: usize) -> Vec<f64> {
+        let group = c / kernels;
         let mut y = vec![0.0; b * c * t];
         for bi in 0..b {
             for ch in 0..c {
                 for i in 0..t {
                     let mut s = 0.0;
                     for j in 0..=i {
-                        s += k[ch * t + j] * u[(bi * c + ch) * t + i - j];
+                        s += k[(ch / group) * t + j] * u[(bi * c + ch) * t + i - j];
                     }
                     y[(bi * c + ch) * t + i] = s;
                 }
@@ -252,11 +267,11 @@ mod tests {
 
     #[test]
     fn matches_direct_convolution_on_odd_sizes() {
-        for (b, c, t) in [(2, 3, 97), (1, 2, 111), (1, 1, 1)] {
+        for (b, c, t, kernels) in [(2, 3, 97, 3), (1, 2, 111, 2), (1, 1, 1, 1), (2, 8, 33, 2)] {
             let u = data(b * c * t, 1);
-            let k = data(c * t, 2);
-            let y = causal_fftconv(&u, &k, b, c, t).unwrap();
-            let want = direct(&u, &k, b, c, t);
+            let k = data(kernels * t, 2);
+            let y = causal_fftconv(&u, &k, b, c, t, kernels).unwrap();
+            let want = direct(&u, &k, b, c, t, kernels);
             for (a, w) in y.iter().zip(&want) {
                 assert!((a - w).abs() < 1e-10, "{a} vs {w}");
             }
@@ -265,13 +280,13 @@ mod tests {
 
     #[test]
     fn backward_matches_finite_differences() {
-        let (b, c, t) = (2, 2, 13);
+        let (b, c, t, kernels) = (2, 4, 13, 2);
         let u = data(b * c * t, 3);
-        let k = data(c * t, 4);
+        let k = data(kernels * t, 4);
         let g = data(b * c * t, 5);
-        let (gu, gk) = causal_fftconv_backward(&g, &u, &k, b, c, t).unwrap();
+        let (gu, gk) = causal_fftconv_backward(&g, &u, &k, b, c, t, kernels).unwrap();
         let loss = |u: &[f64], k: &[f64]| -> f64 {
-            direct(u, k, b, c, t).iter().zip(&g).map(|(y, g)| y * g).sum()
+            direct(u, k, b, c, t, kernels).iter().zip(&g).map(|(y, g)| y * g).sum()
         };
         let eps = 1e-6;
         for i in [0, 5, 17, b * c * t - 1] {
@@ -280,7 +295,7 @@ mod tests {
             let fd = (loss(&up, &k) - loss(&u, &k)) / eps;
             assert!((fd - gu[i]).abs() < 1e-5, "grad_u[{i}] {fd} vs {}", gu[i]);
         }
-        for i in [0, 7, c * t - 1] {
+        for i in [0, 7, kernels * t - 1] {
             let mut kp = k.clone();
             kp[i] += eps;
             let fd = (loss(&u, &kp) - loss(&u, &k)) / eps;
@@ -290,8 +305,9 @@ mod tests {
 
     #[test]
     fn bad_shapes_are_errors_not_panics() {
-        assert!(matches!(causal_fftconv::<f32>(&[0.0; 5], &[0.0; 2], 1, 1, 2), Err(Error::Shape(_))));
-        assert!(matches!(causal_fftconv::<f32>(&[], &[], 0, 1, 2), Err(Error::Shape(_))));
-        assert!(causal_fftconv_backward::<f64>(&[0.0; 4], &[0.0; 4], &[0.0; 3], 1, 2, 2).is_err());
+        assert!(matches!(causal_fftconv::<f32>(&[0.0; 5], &[0.0; 2], 1, 1, 2, 1), Err(Error::Shape(_))));
+        assert!(matches!(causal_fftconv::<f32>(&[], &[], 0, 1, 2, 1), Err(Error::Shape(_))));
+        assert!(matches!(causal_fftconv::<f32>(&[0.0; 6], &[0.0; 4], 1, 3, 2, 2), Err(Error::Shape(_))));
+        assert!(causal_fftconv_backward::<f64>(&[0.0; 4], &[0.0; 4], &[0.0; 3], 1, 2, 2, 2).is_err());
     }
 }

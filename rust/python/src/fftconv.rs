@@ -22,13 +22,13 @@ fn forward<'py, T: ConvFloat + Element>(
 ) -> PyResult<Bound<'py, PyArray3<T>>> {
     let (b, c, t) = u.as_array().dim();
     let (kc, kt) = k.as_array().dim();
-    if (kc, kt) != (c, t) {
+    if kt != t || kc == 0 || c % kc != 0 {
         return Err(to_py(qtransformers_core::Error::Shape(format!(
-            "kernel k has shape ({kc}, {kt}); expected (C, T) = ({c}, {t}) for u of shape ({b}, {c}, {t})"
+            "kernel k has shape ({kc}, {kt}); expected (K, T) with K dividing C for u of shape ({b}, {c}, {t})"
         ))));
     }
     let (us, ks) = (contiguous("u", &u)?, contiguous("k", &k)?);
-    let y = py.detach(|| core_forward(us, ks, b, c, t)).map_err(to_py)?;
+    let y = py.detach(|| core_forward(us, ks, b, c, t, kc)).map_err(to_py)?;
     let y = Array3::from_shape_vec((b, c, t), y).expect("core returns B * C * T samples");
     Ok(y.into_pyarray(py))
 }
@@ -42,24 +42,25 @@ fn backward<'py, T: ConvFloat + Element>(
     k: PyReadonlyArray2<'py, T>,
 ) -> PyResult<Grads<'py, T>> {
     let (b, c, t) = u.as_array().dim();
-    if g.as_array().dim() != (b, c, t) || k.as_array().dim() != (c, t) {
+    let (kc, kt) = k.as_array().dim();
+    if g.as_array().dim() != (b, c, t) || kt != t || kc == 0 || c % kc != 0 {
         return Err(to_py(qtransformers_core::Error::Shape(format!(
-            "grad {:?}, u {:?} and k {:?} must be (B, C, T), (B, C, T) and (C, T)",
+            "grad {:?}, u {:?} and k {:?} must be (B, C, T), (B, C, T) and (K, T) with K dividing C",
             g.as_array().dim(),
             u.as_array().dim(),
             k.as_array().dim()
         ))));
     }
     let (gs, us, ks) = (contiguous("grad", &g)?, contiguous("u", &u)?, contiguous("k", &k)?);
-    let (gu, gk) = py.detach(|| core_backward(gs, us, ks, b, c, t)).map_err(to_py)?;
+    let (gu, gk) = py.detach(|| core_backward(gs, us, ks, b, c, t, kc)).map_err(to_py)?;
     let gu = Array3::from_shape_vec((b, c, t), gu).expect("core returns B * C * T samples");
-    let gk = Array2::from_shape_vec((c, t), gk).expect("core returns C * T samples");
+    let gk = Array2::from_shape_vec((kc, t), gk).expect("core returns K * T samples");
     Ok((gu.into_pyarray(py), gk.into_pyarray(py)))
 }
 
-/// Causal convolution `y[b, c, t] = sum_{j <= t} k[c, j] u[b, c, t - j]` of u (B, C, T) with k (C, T).
+/// Causal convolution `y[b, c, t] = sum_{j <= t} k[c / g, j] u[b, c, t - j]` of u (B, C, T) with k (K, T).
 ///
-/// float32 or float64 (both the same dtype), C-contiguous; returns (B, C, T).
+/// g = C / K channels share a kernel. float32 or float64 (both the same dtype), C-contiguous; returns (B, C, T).
 #[pyfunction]
 fn causal_fftconv<'py>(py: Python<'py>, u: &Bound<'py, PyAny>, k: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     if let (Ok(u), Ok(k)) = (u.extract::<PyReadonlyArray3<'py, f32>>(), k.extract::<PyReadonlyArray2<'py, f32>>()) {
@@ -71,7 +72,7 @@ fn causal_fftconv<'py>(py: Python<'py>, u: &Bound<'py, PyAny>, k: &Bound<'py, Py
     Err(PyTypeError::new_err("u must be a 3-D and k a 2-D numpy array, both float32 or both float64"))
 }
 
-/// Backward of :func:`causal_fftconv`: (grad_u (B, C, T), grad_k (C, T)) from grad (B, C, T), u, k.
+/// Backward of :func:`causal_fftconv`: (grad_u (B, C, T), grad_k (K, T)) from grad (B, C, T), u, k.
 #[pyfunction]
 fn causal_fftconv_backward<'py>(
     py: Python<'py>,
