@@ -7,6 +7,7 @@ from qtransformers._core import __version__
 from qtransformers.attention import QuantumMultiheadAttention, convert_attention
 from qtransformers.mixers.qrh import QRHLayer
 from qtransformers.mixers.qrh_block import QRHTransformerBlock
+from qtransformers import quantum  # noqa: F401  (registers the "noisy" and "mps" attention backends)
 from qtransformers.exceptions import (
     BackendUnavailableError,
     DTypeError,

@@ -17,6 +17,66 @@ def sample_rows(
     Raises ShapeError / InvalidArgumentError (ValueError) on bad input, TypeError on bad dtype.
     """
 
+# --- quantum simulation (rust/python/src/quantum.rs) ---
+
+def depolarizing_kraus(p: float, num_qubits: int) -> npt.NDArray[np.complex128]:
+    """Kraus operators (k, 2^n, 2^n) of rho -> (1 - p) rho + p Tr(rho) I/d; InvalidArgumentError outside [0, 4^n/(4^n-1)]."""
+
+def amplitude_damping_kraus(gamma: float, excited_state_population: float) -> npt.NDArray[np.complex128]:
+    """Kraus operators (k, 2, 2) of generalized amplitude damping; both parameters in [0, 1]."""
+
+def phase_damping_kraus(gamma: float) -> npt.NDArray[np.complex128]:
+    """Kraus operators (k, 2, 2) of phase damping; gamma in [0, 1]."""
+
+def thermal_relaxation_kraus(
+    t1: float, t2: float, time: float, excited_state_population: float
+) -> npt.NDArray[np.complex128]:
+    """Kraus operators (k, 2, 2) of thermal relaxation; t1 > 0, 0 < t2 <= 2 t1, time >= 0."""
+
+def apply_channel(
+    rho: npt.NDArray[np.complex128], kraus: npt.NDArray[np.complex128], targets: list[list[int]]
+) -> npt.NDArray[np.complex128]:
+    """Apply the channel ``kraus`` (k, d, d) to C-contiguous (B, 2^n, 2^n) ``rho`` on each qubit tuple of ``targets`` in turn."""
+
+def tt_svd(
+    array: npt.NDArray[np.float64] | npt.NDArray[np.complex128],
+    dims: list[int],
+    max_bond: int | None = None,
+    cutoff: float = 0.0,
+) -> tuple[list[np.ndarray], float]:
+    """TT-SVD of a contiguous 1-D array with site dimensions ``dims``: (cores (r, d, r'), truncation_error)."""
+
+def mps_compress(
+    cores: list[np.ndarray], truncation_error: float, max_bond: int | None = None, cutoff: float = 0.0
+) -> tuple[list[np.ndarray], float]:
+    """Recompress MPS cores; the returned error bound adds this step's discarded weight."""
+
+def mps_to_dense(cores: list[np.ndarray]) -> np.ndarray:
+    """Contract MPS cores into the flat dense array (float64 or complex128)."""
+
+def mps_inner(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, float]:
+    """(real, imag) of <a|b> = sum conj(a) * b for two MPS of one dtype and equal site dimensions."""
+def sample_rows_ordered(
+    weights: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    shots: npt.NDArray[np.int64],
+    max_shots: int,
+    order: npt.NDArray[np.int64] | None,
+    rows_per_order: int,
+    method: str,
+    seed: int,
+) -> npt.NDArray[np.int64]:
+    """Draw ``shots[r]`` indices for row r of ``weights`` (R, N) along an optional key order (G, N).
+
+    Row r uses order row ``r // rows_per_order``. Returns (R, max_shots) int64 in the original
+    key numbering, -1 in unused slots and for rows summing to 0.
+    """
+
+def allocate_shots(scores: npt.NDArray[np.float64], per_group: int, total: int, min_shots: int) -> npt.NDArray[np.int64]:
+    """Split ``total`` shots over each group of ``per_group`` rows in proportion to ``scores``.
+
+    Negative score = no shots (masked row); other rows get at least ``min_shots``; largest remainders.
+    """
+
 def causal_fftconv(
     u: npt.NDArray[np.float32] | npt.NDArray[np.float64],
     k: npt.NDArray[np.float32] | npt.NDArray[np.float64],

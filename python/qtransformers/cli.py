@@ -16,6 +16,9 @@ from qtransformers.exceptions import QTransformersError
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS["train"] = ("qtransformers.train.train_command", "train a byte-level language model on a text file")
+COMMANDS["generate"] = ("qtransformers.train.generate_command", "generate text from a trained checkpoint")
+COMMANDS["ablate"] = ("qtransformers.train.ablate_command", "train every causal mixer at an equal parameter budget")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ from torch.nn.parameter import Parameter
 
 from qtransformers.attention.backends import get_backend
 from qtransformers.attention.config import QuantumConfig
-from qtransformers.exceptions import InvalidArgumentError, ShapeError
+from qtransformers.exceptions import DTypeError, InvalidArgumentError, ShapeError
 from qtransformers.functional.masks import check_mask_dtype, mha_mask_to_additive
 
 
@@ -33,12 +33,18 @@ class QuantumMultiheadAttention(nn.Module):
         key_padding_mask (N, S), attn_mask (L, S) or (N * num_heads, L, S)
         -> output (L, N, E), weights (N, L, S) averaged or (N, num_heads, L, S).
 
+    ``head_configs`` (a list of ``num_heads`` dicts of :class:`QuantumConfig` fields, or configs)
+    gives each head its own backend and options; heads sharing a configuration run together.
+
     Differences from torch: a query row whose keys are all masked out returns zero weights
     (torch returns NaN) on the explicit-weights path, and errors are
     :class:`~qtransformers.QTransformersError` subclasses that name the shapes at fault.
     """
 
     __constants__ = ["batch_first"]
+
+    # nn.TransformerEncoderLayer's fused eval path calls this; torch's version only reads num_heads.
+    merge_masks = nn.MultiheadAttention.merge_masks
 
     def __init__(
         self,
@@ -61,6 +67,7 @@ class QuantumMultiheadAttention(nn.Module):
         top_k: int | None = None,
         seed: int | None = None,
         backend_options: dict[str, Any] | None = None,
+        head_configs: list[dict[str, Any] | QuantumConfig] | None = None,
     ) -> None:
         if embed_dim <= 0 or num_heads <= 0:
             raise InvalidArgumentError(
@@ -111,10 +118,11 @@ class QuantumMultiheadAttention(nn.Module):
             options=dict(backend_options or {}),
         )
         self._backend = get_backend(quantum_backend)
+        self.head_configs = _head_configs(head_configs, num_heads, self.quantum_config)
         self.generator: torch.Generator | None = None
         if seed is not None:
             self.generator = torch.Generator(device=device or "cpu").manual_seed(seed)
-        if quantum_backend != "exact":
+        if quantum_backend != "exact" or self.head_configs is not None:
             # nn.TransformerEncoderLayer skips self_attn.forward for a fused kernel in eval mode
             # unless a hook is attached; that kernel would silently compute exact attention.
             self.register_forward_pre_hook(_keep_module_forward)
@@ -171,7 +179,12 @@ class QuantumMultiheadAttention(nn.Module):
         """Validate shapes and dtypes like nn.MultiheadAttention; return whether input is batched."""
         for name, t in (("query", query), ("key", key), ("value", value)):
             if not isinstance(t, Tensor):
-                raise ShapeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+                raise DTypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            if t.is_nested:
+                raise DTypeError(
+                    f"{name} is a nested tensor; QuantumMultiheadAttention takes padded tensors with a "
+                    "key_padding_mask (build nn.TransformerEncoder with enable_nested_tensor=False)"
+                )
         check_mask_dtype(key_padding_mask, "key_padding_mask")
         check_mask_dtype(attn_mask, "attn_mask")
         if query.dim() not in (2, 3):
@@ -280,18 +293,14 @@ class QuantumMultiheadAttention(nn.Module):
             kpm = kpm.view(bsz, 1, 1, -1)
             mask = kpm if mask is None else mask + kpm
 
-        out, weights = self._backend(
-            q,
-            k,
-            v,
-            mask,
-            self.dropout if self.training else 0.0,
-            is_causal,
-            scale=None,
-            need_weights=need_weights,
-            generator=self.generator,
-            config=self.quantum_config,
-        )
+        dropout_p = self.dropout if self.training else 0.0
+        if self.head_configs is None:
+            out, weights = self._backend(
+                q, k, v, mask, dropout_p, is_causal,
+                scale=None, need_weights=need_weights, generator=self.generator, config=self.quantum_config,
+            )
+        else:
+            out, weights = self._per_head(q, k, v, mask, dropout_p, is_causal, need_weights)
         out = self.out_proj(out.transpose(1, 2).reshape(bsz, tgt_len, self.embed_dim))
         if weights is not None and average_attn_weights:
             weights = weights.mean(dim=1)
@@ -301,6 +310,54 @@ class QuantumMultiheadAttention(nn.Module):
         elif not self.batch_first:
             out = out.transpose(0, 1)
         return out, (weights if need_weights else None)
+
+
+    def _per_head(self, q, k, v, mask, dropout_p, is_causal, need_weights):
+        """Run each group of heads sharing a configuration through its backend; concatenate heads."""
+        outs: list[Tensor | None] = [None] * self.num_heads
+        weights: list[Tensor | None] = [None] * self.num_heads
+        groups: list[tuple[QuantumConfig, list[int]]] = []
+        for h, cfg in enumerate(self.head_configs):
+            match = next((heads for c, heads in groups if c == cfg), None)
+            if match is None:
+                groups.append((cfg, [h]))
+            else:
+                match.append(h)
+        for cfg, heads in groups:
+            sel = torch.tensor(heads, device=q.device)
+            head_mask = mask
+            if mask is not None and mask.size(1) == self.num_heads:
+                head_mask = mask.index_select(1, sel)
+            o, w = get_backend(cfg.backend)(
+                q.index_select(1, sel), k.index_select(1, sel), v.index_select(1, sel), head_mask, dropout_p,
+                is_causal, scale=None, need_weights=need_weights, generator=self.generator, config=cfg,
+            )
+            for i, h in enumerate(heads):
+                outs[h] = o[:, i : i + 1]
+                weights[h] = None if w is None else w[:, i : i + 1]
+        weight = None
+        if need_weights and all(w is not None for w in weights):
+            weight = torch.cat(weights, dim=1)
+        return torch.cat(outs, dim=1), weight
+
+
+def _head_configs(head_configs, num_heads: int, default: QuantumConfig) -> list[QuantumConfig] | None:
+    """Validated per-head configurations (dicts are QuantumConfig fields over the module's default)."""
+    if head_configs is None:
+        return None
+    if len(head_configs) != num_heads:
+        raise InvalidArgumentError(f"head_configs has {len(head_configs)} entries, expected num_heads={num_heads}")
+    configs = []
+    for cfg in head_configs:
+        if isinstance(cfg, dict):
+            fields = {**default.__dict__, **cfg}
+            fields["options"] = dict(fields.get("options") or {})
+            cfg = QuantumConfig(**fields)
+        if not isinstance(cfg, QuantumConfig):
+            raise InvalidArgumentError(f"head_configs entries must be dicts or QuantumConfig, got {type(cfg).__name__}")
+        get_backend(cfg.backend)
+        configs.append(cfg)
+    return configs
 
 
 def _keep_module_forward(module: nn.Module, args: tuple) -> None:

@@ -6,6 +6,8 @@
 
 SUITES = {
     "speed": "qtransformers.bench.speed",
+    "quantum": "qtransformers.bench.quantum",
+    "attention-error": "qtransformers.bench.attention_error",
     "long-context": "qtransformers.bench.long_context",
 }
 

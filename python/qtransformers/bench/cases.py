@@ -42,7 +42,7 @@ def available_cases(*, causal: bool) -> dict[str, Callable[..., nn.Module]]:
         return _SelfAttend(nn.MultiheadAttention(dim, num_heads, batch_first=True, device=device, dtype=dtype), causal)
 
     cases["nn.MultiheadAttention"] = torch_mha
-    for backend in available_backends():
+    for backend in available_backends(causal=causal or None):
 
         def qmha(dim, num_heads, device, dtype, _backend=backend):
             module = QuantumMultiheadAttention(

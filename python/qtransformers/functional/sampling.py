@@ -33,7 +33,8 @@ def _check(weights: Tensor, shots: int, method: str) -> None:
 
 def seed_from(generator: torch.Generator | None) -> int:
     """A 63-bit seed drawn from ``generator`` (or torch's global RNG when None)."""
-    return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, dtype=torch.int64).item())
+    where = generator.device if generator is not None else torch.device("cpu")
+    return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, dtype=torch.int64, device=where).item())
 
 
 def sample_rows(
@@ -57,19 +58,114 @@ def sample_rows_ref(
     _check(weights, shots, method)
     if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
         raise InvalidArgumentError("weights must be finite and non-negative")
-    rows = weights.size(0)
+    counts = torch.full((weights.size(0),), shots, dtype=torch.int64, device=weights.device)
+    return draw_rows_ref(weights, counts, method, generator=generator)[:, :shots]
+
+
+def _inverse_cdf(cdf: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
+    """Index of the first CDF entry above each target, never a zero-weight index."""
+    last = weights.size(1) - 1
+    idx = torch.searchsorted(cdf, targets, right=True).clamp_(max=last)
+    return torch.where(weights.gather(1, idx) > 0, idx, torch.searchsorted(cdf, targets, right=False).clamp_(max=last))
+
+
+def draw_rows_ref(
+    weights: Tensor,
+    shots: Tensor,
+    method: str = "systematic",
+    *,
+    generator: torch.Generator | None = None,
+    order: Tensor | None = None,
+    rows_per_order: int = 1,
+) -> Tensor:
+    """PyTorch sampler of :func:`draw_rows`: ``shots[r]`` draws for row r along an optional key order.
+
+    weights (R, N) non-negative, shots (R,) int64, order (G, N) permutations shared by
+    ``rows_per_order`` consecutive rows. Returns (R, max(shots)) int64 original key indices,
+    -1 in unused slots and for rows of total weight 0. Runs on the weights' device.
+    """
+    _check(weights, 0, method)
+    rows, n = weights.shape
+    max_shots = int(shots.max()) if shots.numel() else 0
     w = weights.detach().double()
+    if order is not None:
+        perm = order.to(w.device).repeat_interleave(rows_per_order, dim=0)
+        w = w.gather(1, perm)
     cdf = w.cumsum(dim=-1)
     total = cdf[:, -1:]
-    strata = torch.arange(shots, dtype=torch.float64, device=w.device)
+    m = shots.to(device=w.device, dtype=torch.float64).clamp_min(1).unsqueeze(-1)
+    strata = torch.arange(max_shots, dtype=torch.float64, device=w.device)
     if method == "multinomial":
-        u = torch.rand(rows, shots, dtype=torch.float64, device=w.device, generator=generator)
+        u = torch.rand(rows, max_shots, dtype=torch.float64, device=w.device, generator=generator)
     elif method == "stratified":
-        u = (strata + torch.rand(rows, shots, dtype=torch.float64, device=w.device, generator=generator)) / shots
+        u = (strata + torch.rand(rows, max_shots, dtype=torch.float64, device=w.device, generator=generator)) / m
     else:
-        offset = torch.rand(rows, 1, dtype=torch.float64, device=w.device, generator=generator)
-        u = (strata + offset) / shots
-    idx = torch.searchsorted(cdf, u * total, right=True).clamp_(max=w.size(1) - 1)
-    # A target landing exactly on a flat CDF step must not select a zero-weight index.
-    idx = torch.where(w.gather(1, idx) > 0, idx, torch.searchsorted(cdf, u * total, right=False))
-    return torch.where(total > 0, idx, torch.full_like(idx, -1))
+        u = (strata + torch.rand(rows, 1, dtype=torch.float64, device=w.device, generator=generator)) / m
+    idx = _inverse_cdf(cdf, u * total, w)
+    if order is not None:
+        idx = perm.gather(1, idx)
+    used = (strata < shots.to(w.device).unsqueeze(-1)) & (total > 0)
+    return torch.where(used, idx, torch.full_like(idx, -1))
+
+
+def draw_rows(
+    weights: Tensor,
+    shots: Tensor,
+    method: str = "systematic",
+    *,
+    generator: torch.Generator | None = None,
+    order: Tensor | None = None,
+    rows_per_order: int = 1,
+    sampler: str = "torch",
+) -> Tensor:
+    """``shots[r]`` draws per row of (R, N) ``weights``: torch (:func:`draw_rows_ref`) or the Rust sampler.
+
+    The Rust sampler (``sampler="rust"``) runs on the host with the GIL released, rows in
+    parallel, reading the weights without a copy when they are contiguous CPU float32/float64.
+    """
+    if sampler == "torch":
+        return draw_rows_ref(weights, shots, method, generator=generator, order=order, rows_per_order=rows_per_order)
+    _check(weights, 0, method)
+    host = weights.detach().to("cpu").contiguous()
+    counts = shots.detach().to("cpu", torch.int64).contiguous()
+    max_shots = int(counts.max()) if counts.numel() else 0
+    perm = None if order is None else order.detach().to("cpu", torch.int64).contiguous().numpy()
+    out = _core.sample_rows_ordered(
+        host.numpy(), counts.numpy(), max_shots, perm, rows_per_order, method, seed_from(generator)
+    )
+    return torch.from_numpy(np.asarray(out)).to(weights.device)
+
+
+def allocate_shots_ref(scores: Tensor, total: int, *, min_shots: int = 1) -> Tensor:
+    """PyTorch reference of :func:`allocate_shots` for scores (G, L): (G, L) int64 shots per row.
+
+    Rows with a negative score get 0; others at least ``min_shots``; each group's remaining
+    ``total - min_shots * live`` shots go in proportion to the scores by largest remainders.
+    """
+    s = scores.detach().double()
+    live = s >= 0
+    rest = (total - min_shots * live.sum(-1, keepdim=True)).clamp_min(0).double()
+    pos = s.clamp_min(0) * live
+    sums = pos.sum(-1, keepdim=True)
+    even = live / live.sum(-1, keepdim=True).clamp_min(1)
+    exact = rest * torch.where(sums > 0, pos / sums.clamp_min(1e-300), even)
+    base = exact.floor()
+    left = (rest - base.sum(-1, keepdim=True)).round().long()
+    frac = torch.where(live, exact - base, -1.0)
+    # Stable descending order of remainders; ties by row index, as in the Rust sampler.
+    ranks = torch.argsort(torch.argsort(-frac, dim=-1, stable=True), dim=-1)
+    bonus = (ranks < left) & live
+    return ((min_shots + base) * live + bonus).long()
+
+
+def allocate_shots(scores: Tensor, total: int, *, min_shots: int = 1, sampler: str = "torch") -> Tensor:
+    """Shots per row (G, L) int64 under a fixed ``total`` per group, in proportion to ``scores`` (G, L)."""
+    if scores.dim() != 2:
+        raise ShapeError(f"scores must be (groups, rows), got shape {tuple(scores.shape)}")
+    if total < 0 or min_shots < 0:
+        raise InvalidArgumentError(f"total and min_shots must be >= 0, got {total}, {min_shots}")
+    if sampler == "torch":
+        return allocate_shots_ref(scores, total, min_shots=min_shots)
+    host = scores.detach().to("cpu", torch.float64).contiguous()
+    out = _core.allocate_shots(host.reshape(-1).numpy(), scores.size(1), int(total), int(min_shots))
+    return torch.from_numpy(np.asarray(out)).view(scores.shape).to(scores.device)

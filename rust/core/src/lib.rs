@@ -4,8 +4,10 @@
 //! `qtransformers._core`. Every public function validates its input and returns
 //! [`Error`] instead of panicking.
 
+pub mod channels;
 pub mod error;
 pub mod fftconv;
+pub mod mps;
 pub mod sampling;
 
 pub use error::{Error, Result};

@@ -127,23 +127,143 @@ pub fn sample_rows<W: Weight>(
     method: SampleMethod,
     seed: u64,
 ) -> Result<Vec<i64>> {
+    let counts = vec![shots as i64; rows];
+    sample_rows_ordered(weights, rows, n, &counts, shots, None, 1, method, seed)
+}
+
+/// Checks that every group of `order` (row-major `groups * n`) is a permutation of `0..n`.
+fn validate_order(order: &[i64], groups: usize, n: usize) -> Result<()> {
+    if order.len() != groups * n {
+        return Err(Error::Shape(format!(
+            "order has {} elements, expected groups * n = {groups} * {n}",
+            order.len()
+        )));
+    }
+    let mut seen = vec![false; n];
+    for (g, perm) in order.chunks(n).enumerate() {
+        seen.iter_mut().for_each(|s| *s = false);
+        for &j in perm {
+            if j < 0 || j as usize >= n || seen[j as usize] {
+                return Err(Error::InvalidArgument(format!(
+                    "order row {g} is not a permutation of 0..{n} (bad or repeated entry {j})"
+                )));
+            }
+            seen[j as usize] = true;
+        }
+    }
+    Ok(())
+}
+
+/// Draws up to `max_shots` indices per row, row `r` taking `shots[r]` of them, along a key order.
+///
+/// `order` (optional, row-major `groups * n`, each a permutation of `0..n`) gives the order in
+/// which the keys are laid out on the cumulative distribution; rows `r` with
+/// `r / rows_per_order == g` use group `g`'s order (one order per attention head, say). The
+/// returned indices are in the original numbering. Slots `shots[r]..max_shots` and rows of total
+/// weight 0 hold `-1`. Systematic sampling along an order that groups similar values
+/// stratifies over those values; every draw still has marginal law `p`.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_rows_ordered<W: Weight>(
+    weights: &[W],
+    rows: usize,
+    n: usize,
+    shots: &[i64],
+    max_shots: usize,
+    order: Option<&[i64]>,
+    rows_per_order: usize,
+    method: SampleMethod,
+    seed: u64,
+) -> Result<Vec<i64>> {
     if n == 0 {
         return Err(Error::Shape("cannot sample from rows of length 0".into()));
     }
     validate(weights, rows, n)?;
-    let mut out = vec![0i64; rows * shots];
-    if shots == 0 {
+    if shots.len() != rows {
+        return Err(Error::Shape(format!("shots has {} entries, expected one per row ({rows})", shots.len())));
+    }
+    if let Some(bad) = shots.iter().find(|&&s| s < 0 || s as usize > max_shots) {
+        return Err(Error::InvalidArgument(format!("shots must lie in 0..={max_shots}, found {bad}")));
+    }
+    if let Some(order) = order {
+        if rows_per_order == 0 || !rows.is_multiple_of(rows_per_order) {
+            return Err(Error::InvalidArgument(format!(
+                "rows_per_order must be positive and divide rows = {rows}, got {rows_per_order}"
+            )));
+        }
+        validate_order(order, rows / rows_per_order, n)?;
+    }
+    let mut out = vec![-1i64; rows * max_shots];
+    if max_shots == 0 {
         return Ok(out);
     }
-    out.par_chunks_mut(shots)
+    out.par_chunks_mut(max_shots)
         .zip(weights.par_chunks(n))
         .enumerate()
         .for_each(|(r, (dst, row))| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             rng.set_stream(r as u64);
-            sample_row(row, dst, method, &mut rng);
+            let take = shots[r] as usize;
+            match order {
+                None => sample_row(row, &mut dst[..take], method, &mut rng),
+                Some(order) => {
+                    let perm = &order[(r / rows_per_order) * n..][..n];
+                    let permuted: Vec<f64> = perm.iter().map(|&j| row[j as usize].to_f64()).collect();
+                    sample_row(&permuted, &mut dst[..take], method, &mut rng);
+                    for slot in dst[..take].iter_mut().filter(|s| **s >= 0) {
+                        *slot = perm[*slot as usize];
+                    }
+                }
+            }
         });
     Ok(out)
+}
+
+/// Splits `total` shots per group of `per_group` rows in proportion to non-negative `scores`.
+///
+/// Rows with a negative score (fully masked rows) get 0 shots; every other row gets at least
+/// `min_shots`, and the rest of the group's budget is shared in proportion to the scores (evenly
+/// when they are all 0) by largest remainders, so each group's shots sum to exactly `total`
+/// (or to `min_shots` times its live rows if that is larger). Groups run in parallel.
+pub fn allocate_shots(scores: &[f64], per_group: usize, total: usize, min_shots: usize) -> Result<Vec<i64>> {
+    if per_group == 0 || !scores.len().is_multiple_of(per_group) {
+        return Err(Error::Shape(format!(
+            "scores has {} entries, not a multiple of per_group = {per_group}",
+            scores.len()
+        )));
+    }
+    if let Some(bad) = scores.iter().find(|s| !s.is_finite()) {
+        return Err(Error::InvalidArgument(format!("scores must be finite, found {bad}")));
+    }
+    let mut out = vec![0i64; scores.len()];
+    out.par_chunks_mut(per_group)
+        .zip(scores.par_chunks(per_group))
+        .for_each(|(dst, group)| allocate_group(group, dst, total, min_shots));
+    Ok(out)
+}
+
+/// Largest-remainder allocation of one group (see [`allocate_shots`]).
+fn allocate_group(scores: &[f64], out: &mut [i64], total: usize, min_shots: usize) {
+    let live: Vec<usize> = (0..scores.len()).filter(|&i| scores[i] >= 0.0).collect();
+    if live.is_empty() {
+        return;
+    }
+    let rest = total.saturating_sub(min_shots * live.len()) as f64;
+    let sum: f64 = live.iter().map(|&i| scores[i]).sum();
+    let share = |i: usize| if sum > 0.0 { rest * scores[i] / sum } else { rest / live.len() as f64 };
+    let mut given = 0usize;
+    let mut remainders: Vec<(f64, usize)> = Vec::with_capacity(live.len());
+    for &i in &live {
+        let exact = share(i);
+        let base = exact.floor();
+        out[i] = (min_shots as f64 + base) as i64;
+        given += base as usize;
+        remainders.push((exact - base, i));
+    }
+    let left = (rest as usize).saturating_sub(given);
+    remainders.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    for &(_, i) in remainders.iter().take(left) {
+        out[i] += 1;
+    }
 }
 
 #[cfg(test)]
@@ -217,5 +337,59 @@ mod tests {
         assert!(matches!(sample_rows(&[1.0f64; 3], 2, 2, 1, SampleMethod::Multinomial, 0), Err(Error::Shape(_))));
         assert!(matches!(sample_rows::<f64>(&[], 1, 0, 1, SampleMethod::Multinomial, 0), Err(Error::Shape(_))));
         assert!(SampleMethod::parse("bogus").is_err());
+    }
+    #[test]
+    fn ordered_sampling_keeps_marginals_and_maps_back() {
+        let w = [0.1f64, 0.0, 0.3, 0.6];
+        let order = [3i64, 1, 0, 2];
+        let rows = 4000;
+        let weights: Vec<f64> = w.iter().cycle().take(rows * 4).copied().collect();
+        let shots = vec![8i64; rows];
+        let idx = sample_rows_ordered(&weights, rows, 4, &shots, 8, Some(&order), rows, SampleMethod::Systematic, 5)
+            .unwrap();
+        let h = histogram(&idx, 4);
+        for (p, q) in w.iter().zip(&h) {
+            assert!((p - q).abs() < 0.012, "{h:?} vs {w:?}");
+        }
+        assert_eq!(h[1], 0.0);
+    }
+
+    #[test]
+    fn varying_shots_pad_with_minus_one() {
+        let w = [1.0f32; 6];
+        let idx = sample_rows_ordered(&w, 2, 3, &[1, 3], 3, None, 1, SampleMethod::Stratified, 0).unwrap();
+        assert!(idx[0] >= 0 && idx[1] == -1 && idx[2] == -1);
+        assert!(idx[3..].iter().all(|&i| (0..3).contains(&i)));
+        // Systematic with shots = n on a uniform row draws every key once.
+        let idx = sample_rows_ordered(&w[..3], 1, 3, &[3], 3, Some(&[2, 0, 1]), 1, SampleMethod::Systematic, 9)
+            .unwrap();
+        let mut sorted = idx.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn ordered_sampling_rejects_bad_input() {
+        let w = [1.0f64; 4];
+        let bad_perm = sample_rows_ordered(&w, 2, 2, &[1, 1], 1, Some(&[0, 0]), 2, SampleMethod::Systematic, 0);
+        assert!(matches!(bad_perm, Err(Error::InvalidArgument(_))));
+        let too_many = sample_rows_ordered(&w, 2, 2, &[3, 1], 2, None, 1, SampleMethod::Systematic, 0);
+        assert!(matches!(too_many, Err(Error::InvalidArgument(_))));
+        let bad_groups = sample_rows_ordered(&w, 2, 2, &[1, 1], 1, Some(&[0, 1]), 3, SampleMethod::Systematic, 0);
+        assert!(matches!(bad_groups, Err(Error::InvalidArgument(_))));
+        assert!(matches!(sample_rows_ordered(&w, 2, 2, &[1], 1, None, 1, SampleMethod::Systematic, 0), Err(Error::Shape(_))));
+    }
+
+    #[test]
+    fn allocation_keeps_the_total_and_follows_scores() {
+        let scores = [0.0, 1.0, 3.0, -1.0, 2.0, 2.0, 2.0, 2.0];
+        let shots = allocate_shots(&scores, 4, 20, 1).unwrap();
+        assert_eq!(shots[..4].iter().sum::<i64>(), 20);
+        assert_eq!(shots[3], 0, "masked row got shots");
+        assert_eq!(shots[0], 1, "zero-entropy row gets the minimum");
+        assert!(shots[2] > shots[1]);
+        assert_eq!(&shots[4..], &[5, 5, 5, 5]);
+        assert!(matches!(allocate_shots(&scores, 3, 20, 1), Err(Error::Shape(_))));
+        assert!(matches!(allocate_shots(&[f64::NAN], 1, 2, 1), Err(Error::InvalidArgument(_))));
     }
 }

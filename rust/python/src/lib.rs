@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 mod errors;
 mod fftconv;
+mod quantum;
 mod sampling;
 
 /// The extension module.
@@ -16,5 +17,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     sampling::register(m)?;
     fftconv::register(m)?;
+    quantum::register(m)?;
     Ok(())
 }

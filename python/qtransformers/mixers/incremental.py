@@ -1,0 +1,62 @@
+"""Cached incremental decoding for mixers that allow it (KV caches for attention-like mixers).
+
+``forward_incremental(mixer, x_new, cache)`` maps the newest positions x_new (B, t, D) to the
+same outputs a full causal forward over all positions so far would give there, updating
+``cache`` (a dict owned by the caller) in place. Mixers opt in with ``@register_incremental``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from qtransformers.exceptions import InvalidArgumentError
+from qtransformers.mixers.attention import SelfAttentionMixer
+
+_STEPPERS: dict[type, Callable[[nn.Module, Tensor, dict], Tensor]] = {}
+
+
+def register_incremental(cls: type):
+    """Decorator registering ``fn(mixer, x_new, cache) -> y_new`` as the cached forward of ``cls``."""
+
+    def decorate(fn):
+        _STEPPERS[cls] = fn
+        return fn
+
+    return decorate
+
+
+def supports_incremental(mixer: nn.Module) -> bool:
+    """Whether ``mixer`` has a cached forward and is causal (otherwise decode by recomputing)."""
+    return type(mixer) in _STEPPERS and bool(getattr(mixer, "causal", False))
+
+
+def forward_incremental(mixer: nn.Module, x: Tensor, cache: dict) -> Tensor:
+    """Outputs (B, t, D) at the newest ``t`` positions ``x`` (B, t, D), extending ``cache``."""
+    if not supports_incremental(mixer):
+        raise InvalidArgumentError(f"mixer {type(mixer).__name__} has no causal cached forward")
+    return _STEPPERS[type(mixer)](mixer, x, cache)
+
+
+def cached_attention(q: Tensor, k: Tensor, v: Tensor, cache: dict) -> Tensor:
+    """Causal SDPA of new queries q (B, H, t, E) over cached plus new keys/values; appends k, v to ``cache``."""
+    if "k" in cache:
+        k = torch.cat([cache["k"], k], dim=2)
+        v = torch.cat([cache["v"], v], dim=2)
+    cache["k"], cache["v"] = k, v
+    t, s = q.size(2), k.size(2)
+    mask = None
+    if t > 1:
+        mask = torch.ones(t, s, dtype=torch.bool, device=q.device).tril(diagonal=s - t)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+@register_incremental(SelfAttentionMixer)
+def _attention_incremental(mixer: SelfAttentionMixer, x: Tensor, cache: dict) -> Tensor:
+    b, t, _ = x.shape
+    q, k, v = mixer.qkv(x).view(b, t, 3, mixer.num_heads, -1).permute(2, 0, 3, 1, 4)
+    y = cached_attention(q, k, v, cache)
+    return mixer.out(y.transpose(1, 2).reshape(b, t, mixer.dim))

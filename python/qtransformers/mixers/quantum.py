@@ -1,0 +1,59 @@
+"""The "quantum" mixer: multi-head self-attention estimated from measurement shots."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from qtransformers.exceptions import InvalidArgumentError, ShapeError
+from qtransformers.functional.quantum import quantum_attention
+from qtransformers.mixers.registry import register
+
+
+@register("quantum")
+class QuantumAttentionMixer(nn.Module):
+    """Self-attention whose rows are estimated by :func:`quantum_attention`; (B, T, D) -> (B, T, D).
+
+    Causal mode lays keys out in position order (a value-sorted order, adaptive allocation and
+    a head-pooled control-variate coefficient would all let later positions change which keys
+    an earlier row draws), so ``adaptive`` and ``control_variate`` need ``causal=False``.
+    ``seed`` seeds the mixer's generator; each forward draws fresh shots from it.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        causal: bool = True,
+        num_heads: int = 8,
+        backend: str = "stratified",
+        num_samples: int = 32,
+        control_variate: bool = False,
+        adaptive: bool = False,
+        top_k: int | None = None,
+        seed: int = 0,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise InvalidArgumentError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        if causal and (adaptive or control_variate):
+            raise InvalidArgumentError("the causal quantum mixer supports neither adaptive nor control_variate")
+        self.dim, self.num_heads, self.causal = dim, num_heads, causal
+        self.options = dict(backend=backend, num_samples=num_samples, control_variate=control_variate,
+                            adaptive=adaptive, top_k=top_k)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
+        self.out = nn.Linear(dim, dim, bias=bias)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Mix tokens of ``x`` (B, T, D)."""
+        if x.dim() != 3 or x.size(-1) != self.dim:
+            raise ShapeError(f"expected input (B, T, {self.dim}), got {tuple(x.shape)}")
+        if self.generator.device != x.device:
+            self.generator = torch.Generator(device=x.device).manual_seed(int(self.generator.initial_seed()))
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        y = quantum_attention(q, k, v, is_causal=self.causal, generator=self.generator,
+                              key_order="position" if self.causal else "value", **self.options)
+        return self.out(y.transpose(1, 2).reshape(b, t, self.dim))

@@ -1,0 +1,164 @@
+"""ByteLM: a byte-level (vocabulary 256) language model over any registered causal mixer.
+
+Pre-norm residual blocks ``x + mixer(LN(x))`` and ``x + MLP(LN(x))``, learned absolute position
+embeddings, a final LayerNorm and an output layer tied to the byte embedding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from qtransformers import mixers
+from qtransformers.exceptions import InvalidArgumentError, ShapeError
+from qtransformers.mixers.incremental import forward_incremental, supports_incremental
+
+VOCAB_SIZE = 256
+
+
+@dataclass
+class ByteLMConfig:
+    """Hyper-parameters of :class:`ByteLM`; ``mixer`` is any name from ``mixers.available(causal=True)``.
+
+    The MLP hidden width is ``mlp_hidden`` if given, else ``mlp_ratio * dim``.
+    """
+
+    mixer: str = "attention"
+    dim: int = 128
+    layers: int = 4
+    max_seq_len: int = 256
+    mlp_ratio: int = 4
+    mlp_hidden: int | None = None
+    mixer_options: dict = field(default_factory=dict)
+    activation_checkpointing: bool = False
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form (saved beside checkpoints)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ByteLMConfig":
+        """Inverse of :meth:`to_dict`."""
+        return cls(**data)
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: token mixer then MLP; (B, T, D) -> (B, T, D)."""
+
+    def __init__(self, config: ByteLMConfig) -> None:
+        super().__init__()
+        dim, hidden = config.dim, config.mlp_hidden or config.mlp_ratio * config.dim
+        self.norm1 = nn.LayerNorm(dim)
+        self.mixer = mixers.build(config.mixer, dim, causal=True, **config.mixer_options)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Full causal forward over x (B, T, D)."""
+        x = x + self.mixer(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+    def forward_cached(self, x: Tensor, cache: dict) -> Tensor:
+        """Forward of the newest positions x (B, t, D) given the mixer's cache of earlier ones."""
+        x = x + forward_incremental(self.mixer, self.norm1(x), cache)
+        return x + self.mlp(self.norm2(x))
+
+
+class DecodeCache:
+    """Per-layer mixer caches plus the number of positions already consumed."""
+
+    def __init__(self, layers: int) -> None:
+        self.layers: list[dict] = [{} for _ in range(layers)]
+        self.length = 0
+
+
+class ByteLM(nn.Module):
+    """Byte-level causal language model: tokens (B, T) int64 in [0, 256) -> logits (B, T, 256)."""
+
+    def __init__(self, config: ByteLMConfig) -> None:
+        super().__init__()
+        if config.dim < 1 or config.layers < 1 or config.max_seq_len < 1:
+            raise InvalidArgumentError(
+                f"dim, layers and max_seq_len must be >= 1, got {config.dim}, {config.layers}, {config.max_seq_len}"
+            )
+        if not mixers.supports_causal(config.mixer):
+            raise InvalidArgumentError(f"mixer {config.mixer!r} cannot be causal, so it cannot be a language model")
+        self.config = config
+        self.embed = nn.Embedding(VOCAB_SIZE, config.dim)
+        self.pos = nn.Embedding(config.max_seq_len, config.dim)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
+        self.norm = nn.LayerNorm(config.dim)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        nn.init.normal_(self.pos.weight, std=0.02)
+
+    def num_parameters(self) -> int:
+        """Number of trainable parameters (the tied output layer counted once)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def _check(self, tokens: Tensor, offset: int = 0) -> None:
+        if tokens.dim() != 2:
+            raise ShapeError(f"expected tokens (B, T), got {tuple(tokens.shape)}")
+        if offset + tokens.size(1) > self.config.max_seq_len:
+            raise ShapeError(
+                f"positions up to {offset + tokens.size(1)} exceed max_seq_len {self.config.max_seq_len}"
+            )
+
+    def hidden(self, tokens: Tensor) -> Tensor:
+        """Final normalised hidden states (B, T, D) of ``tokens`` (B, T)."""
+        self._check(tokens)
+        t = tokens.size(1)
+        x = self.embed(tokens) + self.pos(torch.arange(t, device=tokens.device))
+        for block in self.blocks:
+            if self.config.activation_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return self.norm(x)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """Next-byte logits (B, T, 256) from hidden states (B, T, D) via the tied embedding."""
+        return F.linear(hidden, self.embed.weight)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """Next-byte logits (B, T, 256) of ``tokens`` (B, T)."""
+        return self.logits(self.hidden(tokens))
+
+    def loss(self, tokens: Tensor, targets: Tensor) -> Tensor:
+        """Mean cross-entropy in nats per byte of predicting ``targets`` (B, T) from ``tokens`` (B, T)."""
+        logits = self(tokens)
+        return F.cross_entropy(logits.float().reshape(-1, VOCAB_SIZE), targets.reshape(-1))
+
+    def energy_terms(self) -> dict[str, Tensor] | None:
+        """Mean over layers of the phase energies recorded by the last forward (None without phase mixers)."""
+        recorded = [b.mixer.energies for b in self.blocks if getattr(b.mixer, "energies", None) is not None]
+        if not recorded:
+            return None
+        return {name: torch.stack([r[name] for r in recorded]).mean() for name in recorded[0]}
+
+    def supports_cache(self) -> bool:
+        """Whether every mixer has a cached incremental forward."""
+        return all(supports_incremental(b.mixer) for b in self.blocks)
+
+    def new_cache(self) -> DecodeCache:
+        """An empty decoding cache (requires :meth:`supports_cache`)."""
+        if not self.supports_cache():
+            raise InvalidArgumentError(f"mixer {self.config.mixer!r} has no cached incremental forward")
+        return DecodeCache(len(self.blocks))
+
+    def forward_cached(self, tokens: Tensor, cache: DecodeCache) -> tuple[Tensor, Tensor]:
+        """(logits, hidden) at the newest positions ``tokens`` (B, t) after ``cache.length`` earlier ones."""
+        self._check(tokens, cache.length)
+        t = tokens.size(1)
+        positions = torch.arange(cache.length, cache.length + t, device=tokens.device)
+        x = self.embed(tokens) + self.pos(positions)
+        for block, layer_cache in zip(self.blocks, cache.layers):
+            x = block.forward_cached(x, layer_cache)
+        cache.length += t
+        hidden = self.norm(x)
+        return self.logits(hidden), hidden

@@ -1,0 +1,199 @@
+"""The ablation study: the ΨQRH variants and every other causal mixer at an equal parameter budget.
+
+Variants: the SDPA transformer baseline, QRH without quaternions (complex-valued mixing), without
+the spectral filter, without the rotation, full QRH, then every other causal mixer in the registry.
+Each is given the width (and MLP width) whose ByteLM parameter count is closest to the baseline's, trained on the
+same data for the same steps with the same seed, and measured: validation bits per byte, peak
+memory of one training step, median time per training step, and the time and peak memory of one
+training step (batch 1) at a long context.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from qtransformers import mixers
+from qtransformers.bench.timing import median_ms, peak_memory_bytes
+from qtransformers.models import ByteLM, ByteLMConfig
+from qtransformers.train.trainer import Trainer, TrainConfig, make_optimizer
+
+BASELINE = "attention"
+COLUMNS = [
+    "variant", "mixer", "options", "dim", "mlp_hidden", "params", "params_vs_baseline", "val_loss", "val_bpb",
+    "ms_per_step", "act_MiB", "peak_mem_MiB", "long_ctx_ms_per_step", "long_ctx_act_MiB", "long_ctx_peak_mem_MiB",
+    "status",
+]
+
+
+@dataclass
+class Variant:
+    """One row of the study: a name (also its run folder), a mixer name and its options."""
+
+    name: str
+    mixer: str
+    options: dict = field(default_factory=dict)
+
+
+def with_heads(variant: Variant, heads: int | None) -> Variant:
+    """``variant`` with ``num_heads=heads`` added if its mixer's constructor accepts ``num_heads``."""
+    if heads is None or "num_heads" in variant.options:
+        return variant
+    options = {**variant.options, "num_heads": heads}
+    try:
+        mixers.build(variant.mixer, 8 * heads, causal=True, **options)
+    except TypeError:
+        return variant
+    return Variant(variant.name, variant.mixer, options)
+
+
+def variants(available: list[str] | None = None) -> list[Variant]:
+    """The five ΨQRH variants (if ``qrh`` is registered) followed by every other causal mixer."""
+    available = mixers.available(causal=True) if available is None else available
+    out = [Variant("transformer-sdpa", BASELINE)]
+    if "qrh" in available:
+        out += [
+            Variant("qrh-no-quaternions", "qrh", {"quaternion": False}),
+            Variant("qrh-no-spectral-filter", "qrh", {"spectral_filter": False}),
+            Variant("qrh-no-rotation", "qrh", {"rotation": False}),
+            Variant("qrh-full", "qrh", {}),
+        ]
+    out += [Variant(name, name) for name in available if name not in (BASELINE, "qrh")]
+    return out
+
+
+def count_parameters(config: ByteLMConfig) -> int:
+    """Parameters of a ByteLM built from ``config`` (on the meta device when the mixer allows it)."""
+    try:
+        with torch.device("meta"):
+            return ByteLM(config).num_parameters()
+    except (RuntimeError, NotImplementedError):
+        return ByteLM(config).num_parameters()
+
+
+def match_size(base: ByteLMConfig, variant: Variant, target: int, *, multiple: int = 4) -> ByteLMConfig:
+    """Config of ``variant`` whose parameter count is closest to ``target``.
+
+    First the width (a multiple of ``multiple`` that the mixer accepts) with the closest count at the
+    default MLP, then the MLP hidden width is moved to absorb the remainder (each hidden unit is
+    ``layers * (2 * dim + 1)`` parameters), so counts match to a fraction of a percent.
+    """
+    best: tuple[float, ByteLMConfig] | None = None
+    for dim in range(multiple, 4 * base.dim + 1, multiple):
+        config = _variant_config(base, variant, dim=dim)
+        try:
+            params = count_parameters(config)
+        except (ValueError, RuntimeError, TypeError, NotImplementedError):
+            continue
+        gap = abs(params - target) / target
+        if best is None or gap < best[0]:
+            best = (gap, config)
+        if params > 2 * target:
+            break
+    if best is None:
+        raise ValueError(f"no width up to {4 * base.dim} builds mixer {variant.mixer!r} with {variant.options}")
+    config = best[1]
+    hidden = config.mlp_ratio * config.dim
+    per_unit = config.layers * (2 * config.dim + 1)
+    hidden = max(1, hidden + round((target - count_parameters(config)) / per_unit))
+    return _variant_config(base, variant, dim=config.dim, mlp_hidden=hidden)
+
+
+def _variant_config(base: ByteLMConfig, variant: Variant, **changes) -> ByteLMConfig:
+    return ByteLMConfig(**{**base.to_dict(), "mixer": variant.mixer, "mixer_options": variant.options, **changes})
+
+
+def saved_activation_bytes(model: ByteLM, tokens: Tensor) -> int:
+    """Bytes of the distinct non-parameter tensors autograd saves for backward in ``model.loss(tokens, tokens)``.
+
+    Exact on any device (counted through ``saved_tensors_hooks``, each storage once): the activation
+    memory a training step holds between forward and backward.
+    """
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model.loss(tokens, tokens)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return sum(saved.values())
+
+
+def step_cost(config: ByteLMConfig, seq_len: int, batch_size: int, device: torch.device, repeats: int) -> dict:
+    """Cost of one training step (forward, backward, AdamW) of a model like ``config`` on random bytes.
+
+    ``ms``: median wall time after a warm-up step; ``peak_bytes``: peak memory above the level before
+    the step (CUDA allocator peak; on CPU the RSS/tracemalloc peak of :class:`qtransformers.profile`,
+    which misses memory the allocator reuses); ``activation_bytes``: :func:`saved_activation_bytes`.
+    """
+    config = ByteLMConfig(**{**config.to_dict(), "max_seq_len": seq_len})
+    torch.manual_seed(0)
+    model = ByteLM(config).to(device)
+    optimizer = make_optimizer(model, 1e-4, 0.0)
+    x = torch.randint(0, 256, (batch_size, seq_len), device=device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            loss = model.loss(x, x)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    ms = median_ms(step, device, warmup=1, repeats=repeats)
+    return {"ms": ms, "peak_bytes": peak_memory_bytes(step, device), "activation_bytes": saved_activation_bytes(model, x)}
+
+
+def run_variant(variant: Variant, base: ByteLMConfig, train: TrainConfig, target: int, long_ctx: int) -> dict:
+    """Train one variant at the matched width and return its row of the table."""
+    config = match_size(base, variant, target)
+    params = count_parameters(config)
+    row = {
+        "variant": variant.name, "mixer": variant.mixer, "options": json.dumps(variant.options, sort_keys=True),
+        "dim": config.dim, "mlp_hidden": config.mlp_hidden, "params": params, "params_vs_baseline": params / target,
+    }
+    device = torch.device(train.device)
+    trainer = Trainer(config, train)
+    history = trainer.run()
+    last = history[-1]
+    cost = step_cost(config, config.max_seq_len, train.batch_size, device, repeats=1)
+    row.update(
+        val_loss=last["val_loss"], val_bpb=last["val_bpb"], peak_mem_MiB=cost["peak_bytes"] / 2**20,
+        act_MiB=cost["activation_bytes"] / 2**20,
+        ms_per_step=1e3 * statistics.median(trainer.step_seconds[1:] or trainer.step_seconds),
+        curve=[(r["step"], r["val_loss"]) for r in history if "val_loss" in r], status="ok",
+    )
+    if long_ctx:
+        cost = step_cost(config, long_ctx, 1, device, repeats=3)
+        row.update(long_ctx_ms_per_step=cost["ms"], long_ctx_peak_mem_MiB=cost["peak_bytes"] / 2**20,
+                   long_ctx_act_MiB=cost["activation_bytes"] / 2**20)
+    return row
+
+
+def run_ablation(base: ByteLMConfig, train: TrainConfig, *, long_ctx: int = 1024, only: list[str] | None = None,
+                 heads: int | None = None, progress=None) -> list[dict]:
+    """Rows of the study (one per variant; failures recorded in ``status``); each run writes into train.out/<slug>."""
+    target = count_parameters(_variant_config(base, Variant(BASELINE, BASELINE)))
+    rows = []
+    chosen = [with_heads(v, heads) for v in variants() if only is None or v.mixer in only or v.name in only]
+    for variant in chosen:
+        cfg = TrainConfig(**{**vars(train), "out": str(Path(train.out) / variant.name), "progress": False})
+        try:
+            rows.append(run_variant(variant, base, cfg, target, long_ctx))
+        except Exception as exc:  # noqa: BLE001 - a failing variant is reported in the table, the study goes on
+            rows.append({"variant": variant.name, "mixer": variant.mixer, "options": json.dumps(variant.options),
+                         "status": f"failed: {type(exc).__name__}: {exc}"})
+        if progress is not None:
+            progress(rows[-1])
+    return rows
