@@ -12,20 +12,24 @@ from qtransformers.functional import energy_ratio
 DIM = 16
 
 
+def fresh(name: str, causal: bool) -> torch.nn.Module:
+    """Mixer ``name`` built under seed 0: same weights and, for sampling mixers, the same shot stream."""
+    torch.manual_seed(0)
+    return mixers.build(name, DIM, causal=causal)
+
+
 def x_of(b, t, d, seed=0, dtype=torch.float32):
     return torch.randn(b, t, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
 
 
 @pytest.mark.parametrize("name", mixers.available(causal=True))
 def test_causal_mixer_does_not_leak_future_tokens(name):
-    torch.manual_seed(0)
-    mixer = mixers.build(name, DIM, causal=True).double().eval()
     x = x_of(2, 37, DIM, dtype=torch.float64)
     for t0 in (0, 17, 36):
         x2 = x.clone()
-        x2[:, t0] += torch.randn(DIM, dtype=torch.float64)
+        x2[:, t0] += torch.randn(DIM, dtype=torch.float64, generator=torch.Generator().manual_seed(t0))
         with torch.no_grad():
-            y, y2 = mixer(x), mixer(x2)
+            y, y2 = fresh(name, True).double().eval()(x), fresh(name, True).double().eval()(x2)
         assert (y[:, :t0] - y2[:, :t0]).abs().max() < 1e-6 if t0 else True
         assert (y[:, t0:] - y2[:, t0:]).abs().max() > 1e-4  # the change is seen from t0 on
 
@@ -131,12 +135,12 @@ def test_block_rejects_unknown_mode():
 @pytest.mark.parametrize("name", mixers.available())
 def test_every_mixer_compiles(name):
     causal = mixers.supports_causal(name)
-    torch.manual_seed(0)
-    mixer = mixers.build(name, DIM, causal=causal)
+
+    mixer = fresh(name, causal)
     x = x_of(2, 24, DIM).requires_grad_(True)
     compiled = torch.compile(mixer)
     y = compiled(x)
-    assert torch.allclose(y, mixer(x), atol=1e-4)
+    assert torch.allclose(y, fresh(name, causal)(x), atol=1e-4)
     y.square().mean().backward()
     assert x.grad is not None and all(p.grad is not None for p in mixer.parameters())
 
@@ -160,11 +164,10 @@ def test_absolute_phase_layouts_agree_preserve_norm_and_gradcheck(group):
 @pytest.mark.parametrize("name", mixers.available())
 def test_every_mixer_runs_in_bfloat16_close_to_float32(name):
     causal = mixers.supports_causal(name)
-    torch.manual_seed(0)
-    mixer = mixers.build(name, DIM, causal=causal)
+
     x = x_of(2, 97, DIM)
     with torch.no_grad():
-        ref = mixer(x)
-        y = mixer.to(torch.bfloat16)(x.bfloat16())
+        ref = fresh(name, causal)(x)
+        y = fresh(name, causal).to(torch.bfloat16)(x.bfloat16())
     assert y.dtype == torch.bfloat16
     assert (y.float() - ref).norm() / ref.norm() < 0.05
