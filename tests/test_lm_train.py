@@ -160,3 +160,15 @@ def test_resume_restores_sampling_mixer_generators(corpus, tmp_path):
     Trainer(model, _config(corpus, tmp_path / "stopped", 6, stop_after=4)).run()
     resumed = Trainer(model, _config(corpus, tmp_path / "stopped", 6, resume=True)).run()
     assert _losses(resumed) == _losses(full)
+
+
+def test_train_with_compile_matches_eager_losses(corpus, tmp_path):
+    """``--compile`` runs the same training: its logged losses equal the eager run's."""
+    eager, compiled = tmp_path / "eager", tmp_path / "compiled"
+    args = ["--model", "attention", "--data", str(corpus), "--steps", "3", "--eval-every", "3", *TINY]
+    assert main(["train", *args, "--out", str(eager)]) == 0
+    assert main(["train", *args, "--out", str(compiled), "--compile"]) == 0
+    a, b = _metrics(eager), _metrics(compiled)
+    assert [r["step"] for r in b] == [1, 2, 3]
+    for x, y in zip(a, b):
+        assert y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-4, abs=1e-5)
