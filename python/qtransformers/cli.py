@@ -1,4 +1,4 @@
-"""The ``qtransformers`` command line: ``bench`` and the commands later modules add.
+"""The ``qtransformers`` command line: bench, train, generate and ablate.
 
 Each command (and each bench suite) lives in a module with ``add_arguments(parser)``
 and ``run(args)``; this file only wires them into argparse.
@@ -15,22 +15,26 @@ from qtransformers.bench import DEFAULT_SUITE, SUITES
 from qtransformers.exceptions import QTransformersError
 
 # command name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
-COMMANDS["train"] = ("qtransformers.train.train_command", "train a byte-level language model on a text file")
-COMMANDS["generate"] = ("qtransformers.train.generate_command", "generate text from a trained checkpoint")
-COMMANDS["ablate"] = ("qtransformers.train.ablate_command", "train every causal mixer at an equal parameter budget")
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("qtransformers.train.train_command", "train a byte-level language model on a text file"),
+    "generate": ("qtransformers.train.generate_command", "generate text from a trained checkpoint"),
+    "ablate": ("qtransformers.train.ablate_command", "train every causal mixer at an equal parameter budget"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
-    parser = argparse.ArgumentParser(prog="qtransformers", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="qtransformers", description="Quantum-inspired and spectral sequence mixers: benchmarks, training, generation."
+    )
     parser.add_argument("--version", action="version", version=f"qtransformers {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser("bench", help="run a benchmark suite (default: speed)")
     suites = bench.add_subparsers(dest="suite")
     for name, module in SUITES.items():
-        sub = suites.add_parser(name, help=importlib.import_module(module).__doc__.splitlines()[0])
-        importlib.import_module(module).add_arguments(sub)
+        suite = importlib.import_module(module)
+        sub = suites.add_parser(name, help=suite.__doc__.splitlines()[0].replace("``", ""))
+        suite.add_arguments(sub)
         sub.set_defaults(_module=module)
     # `qtransformers bench [options]` runs the default suite with its options.
     importlib.import_module(SUITES[DEFAULT_SUITE]).add_arguments(bench)
