@@ -2,12 +2,16 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use num_complex::Complex64 as C64;
-use qtransformers_core::channels::{amplitude_damping, apply_channel, depolarizing, thermal_relaxation};
+use qtransformers_core::channels::{
+    amplitude_damping, apply_channel, depolarizing, thermal_relaxation,
+};
 use qtransformers_core::mps::{Mps, Truncation};
 use std::hint::black_box;
 
 fn pseudo_random(len: usize) -> Vec<f64> {
-    (0..len).map(|i| (((i as u64 + 1) * 2654435761) % 1009) as f64 / 1009.0 - 0.5).collect()
+    (0..len)
+        .map(|i| (((i as u64 + 1) * 2654435761) % 1009) as f64 / 1009.0 - 0.5)
+        .collect()
 }
 
 fn bench_channels(c: &mut Criterion) {
@@ -16,7 +20,10 @@ fn bench_channels(c: &mut Criterion) {
     for &n in &[8usize, 10] {
         let dim = 1 << n;
         let batch = if n < 10 { 4096 / dim } else { 1 };
-        let rho: Vec<C64> = pseudo_random(batch * dim * dim).into_iter().map(|x| C64::new(x, 0.0)).collect();
+        let rho: Vec<C64> = pseudo_random(batch * dim * dim)
+            .into_iter()
+            .map(|x| C64::new(x, 0.0))
+            .collect();
         let amp = amplitude_damping(0.2, 0.1).unwrap();
         let dep = depolarizing(0.1, 2).unwrap();
         let th = thermal_relaxation(1.0, 0.8, 0.3, 0.0).unwrap();
@@ -24,9 +31,15 @@ fn bench_channels(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("amplitude_damping_q1", n), &n, |b, &n| {
             b.iter(|| apply_channel(black_box(&rho), batch, n, &amp, &[vec![1]]).unwrap())
         });
-        group.bench_with_input(BenchmarkId::new("depolarizing2_q0_qlast", n), &n, |b, &n| {
-            b.iter(|| apply_channel(black_box(&rho), batch, n, &dep, &[vec![0, n - 1]]).unwrap())
-        });
+        group.bench_with_input(
+            BenchmarkId::new("depolarizing2_q0_qlast", n),
+            &n,
+            |b, &n| {
+                b.iter(|| {
+                    apply_channel(black_box(&rho), batch, n, &dep, &[vec![0, n - 1]]).unwrap()
+                })
+            },
+        );
         group.bench_with_input(BenchmarkId::new("thermal_every_qubit", n), &n, |b, &n| {
             b.iter(|| apply_channel(black_box(&rho), batch, n, &th, &every).unwrap())
         });

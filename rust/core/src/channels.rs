@@ -38,7 +38,9 @@ impl Kraus {
         }
         let d = 1usize << num_qubits;
         if ops.is_empty() {
-            return Err(Error::Shape("a channel needs at least one Kraus operator".into()));
+            return Err(Error::Shape(
+                "a channel needs at least one Kraus operator".into(),
+            ));
         }
         if let Some((i, op)) = ops.iter().enumerate().find(|(_, op)| op.len() != d * d) {
             return Err(Error::Shape(format!(
@@ -47,8 +49,14 @@ impl Kraus {
                 d * d
             )));
         }
-        if ops.iter().flatten().any(|z| !(z.re.is_finite() && z.im.is_finite())) {
-            return Err(Error::InvalidArgument("Kraus operators must be finite".into()));
+        if ops
+            .iter()
+            .flatten()
+            .any(|z| !(z.re.is_finite() && z.im.is_finite()))
+        {
+            return Err(Error::InvalidArgument(
+                "Kraus operators must be finite".into(),
+            ));
         }
         Ok(Self { num_qubits, ops })
     }
@@ -88,7 +96,9 @@ impl Kraus {
         for op in &self.ops {
             for i in 0..d {
                 for j in 0..d {
-                    acc[i * d + j] += (0..d).map(|r| op[r * d + i].conj() * op[r * d + j]).sum::<C64>();
+                    acc[i * d + j] += (0..d)
+                        .map(|r| op[r * d + i].conj() * op[r * d + j])
+                        .sum::<C64>();
                 }
             }
         }
@@ -143,12 +153,22 @@ pub fn depolarizing(p: f64, num_qubits: usize) -> Result<Kraus> {
         )));
     }
     let pmax = depolarizing_max(num_qubits);
-    check_range("p", p, 0.0, pmax, &format!("a {num_qubits}-qubit depolarizing channel (4^n/(4^n-1))"))?;
+    check_range(
+        "p",
+        p,
+        0.0,
+        pmax,
+        &format!("a {num_qubits}-qubit depolarizing channel (4^n/(4^n-1))"),
+    )?;
     let d = 1usize << num_qubits;
     let d2 = (d * d) as f64;
     let mut ops = Vec::with_capacity(d * d);
     for string in 0..d * d {
-        let weight = if string == 0 { 1.0 - p + p / d2 } else { p / d2 };
+        let weight = if string == 0 {
+            1.0 - p + p / d2
+        } else {
+            p / d2
+        };
         let amp = weight.max(0.0).sqrt();
         if amp == 0.0 && string != 0 {
             continue;
@@ -176,7 +196,13 @@ pub fn depolarizing(p: f64, num_qubits: usize) -> Result<Kraus> {
 pub fn amplitude_damping(gamma: f64, excited_state_population: f64) -> Result<Kraus> {
     check_range("gamma", gamma, 0.0, 1.0, "amplitude damping")?;
     let p1 = excited_state_population;
-    check_range("excited_state_population", p1, 0.0, 1.0, "amplitude damping")?;
+    check_range(
+        "excited_state_population",
+        p1,
+        0.0,
+        1.0,
+        "amplitude damping",
+    )?;
     let (c0, c1) = ((1.0 - p1).sqrt(), p1.sqrt());
     let (keep, decay) = ((1.0 - gamma).sqrt(), gamma.sqrt());
     let candidates = [
@@ -203,9 +229,16 @@ pub fn phase_damping(gamma: f64) -> Result<Kraus> {
 /// populations relax as `rho_11 -> p1 + (rho_11 - p1) e^{-time/t1}` and coherences decay as
 /// `e^{-time/t2}`. Built as generalized amplitude damping with `gamma = 1 - e^{-time/t1}` followed
 /// by phase damping with `1 - lambda = e^{-2 time/t2 + time/t1}` (Kraus products, zeros dropped).
-pub fn thermal_relaxation(t1: f64, t2: f64, time: f64, excited_state_population: f64) -> Result<Kraus> {
+pub fn thermal_relaxation(
+    t1: f64,
+    t2: f64,
+    time: f64,
+    excited_state_population: f64,
+) -> Result<Kraus> {
     if !(t1.is_finite() && t1 > 0.0) {
-        return Err(Error::InvalidArgument(format!("t1 must be finite and > 0, got {t1}")));
+        return Err(Error::InvalidArgument(format!(
+            "t1 must be finite and > 0, got {t1}"
+        )));
     }
     if !(t2.is_finite() && t2 > 0.0 && t2 <= 2.0 * t1) {
         return Err(Error::InvalidArgument(format!(
@@ -214,7 +247,9 @@ pub fn thermal_relaxation(t1: f64, t2: f64, time: f64, excited_state_population:
         )));
     }
     if !(time.is_finite() && time >= 0.0) {
-        return Err(Error::InvalidArgument(format!("time must be finite and >= 0, got {time}")));
+        return Err(Error::InvalidArgument(format!(
+            "time must be finite and >= 0, got {time}"
+        )));
     }
     let gamma = 1.0 - (-time / t1).exp();
     let lambda = (1.0 - (-2.0 * time / t2 + time / t1).exp()).clamp(0.0, 1.0);
@@ -264,12 +299,20 @@ fn local_offsets(targets: &[usize], num_qubits: usize) -> Result<Vec<usize>> {
     }
     for (i, q) in targets.iter().enumerate() {
         if targets[..i].contains(q) {
-            return Err(Error::InvalidArgument(format!("qubits must be distinct, got {targets:?}")));
+            return Err(Error::InvalidArgument(format!(
+                "qubits must be distinct, got {targets:?}"
+            )));
         }
     }
     let d = 1usize << targets.len();
     Ok((0..d)
-        .map(|a| targets.iter().enumerate().map(|(t, &q)| ((a >> t) & 1) << q).sum())
+        .map(|a| {
+            targets
+                .iter()
+                .enumerate()
+                .map(|(t, &q)| ((a >> t) & 1) << q)
+                .sum()
+        })
         .collect())
 }
 
@@ -330,8 +373,22 @@ impl<'a> Kernel<'a> {
             starts.push(columns.len());
         }
         let dense = d2 <= 4 || 4 * values.len() > d2 * d2;
-        let real = superop.iter().all(|z| z.im == 0.0).then(|| superop.iter().map(|z| z.re).collect());
-        Ok(Self { dim, m, rests, off, superop, starts, columns, values, dense, real })
+        let real = superop
+            .iter()
+            .all(|z| z.im == 0.0)
+            .then(|| superop.iter().map(|z| z.re).collect());
+        Ok(Self {
+            dim,
+            m,
+            rests,
+            off,
+            superop,
+            starts,
+            columns,
+            values,
+            dense,
+            real,
+        })
     }
 
     /// Writes the channel applied to the `dim x dim` matrix `src` (None: `dst` itself, in place)
@@ -346,18 +403,31 @@ impl<'a> Kernel<'a> {
         }
     }
 
-    fn groups<const D: usize, const D2: usize>(&self, src: Option<&[C64]>, dst: &mut [C64], parallel: bool) {
+    fn groups<const D: usize, const D2: usize>(
+        &self,
+        src: Option<&[C64]>,
+        dst: &mut [C64],
+        parallel: bool,
+    ) {
         let size = self.dim * self.dim;
-        assert!(dst.len() == size && src.is_none_or(|s| s.len() == size), "kernel applied to a matrix of another size");
+        assert!(
+            dst.len() == size && src.is_none_or(|s| s.len() == size),
+            "kernel applied to a matrix of another size"
+        );
         let from = MatPtr(src.map_or(dst.as_mut_ptr(), |s| s.as_ptr().cast_mut()));
         let to = MatPtr(dst.as_mut_ptr());
         // SAFETY: `dst` is borrowed mutably (and `src`, a different allocation, immutably) for
         // the whole call; every group touches only its own rows (see `group`).
         if parallel {
             let min_len = (16384 / (D * self.dim)).max(1);
-            self.rests.par_iter().with_min_len(min_len).for_each(|&r0| unsafe { self.group::<D, D2>(from, to, r0) });
+            self.rests
+                .par_iter()
+                .with_min_len(min_len)
+                .for_each(|&r0| unsafe { self.group::<D, D2>(from, to, r0) });
         } else {
-            self.rests.iter().for_each(|&r0| unsafe { self.group::<D, D2>(from, to, r0) });
+            self.rests
+                .iter()
+                .for_each(|&r0| unsafe { self.group::<D, D2>(from, to, r0) });
         }
     }
 
@@ -370,8 +440,10 @@ impl<'a> Kernel<'a> {
     /// `r0` give disjoint row sets; all indices are below `dim * dim`.
     unsafe fn group<const D: usize, const D2: usize>(&self, from: MatPtr, to: MatPtr, r0: usize) {
         let off: [usize; D] = std::array::from_fn(|a| self.off[a]);
-        let inputs: [*const C64; D] = std::array::from_fn(|a| unsafe { from.0.add((r0 + off[a]) * self.dim).cast_const() });
-        let rows: [*mut C64; D] = std::array::from_fn(|a| unsafe { to.0.add((r0 + off[a]) * self.dim) });
+        let inputs: [*const C64; D] =
+            std::array::from_fn(|a| unsafe { from.0.add((r0 + off[a]) * self.dim).cast_const() });
+        let rows: [*mut C64; D] =
+            std::array::from_fn(|a| unsafe { to.0.add((r0 + off[a]) * self.dim) });
         let mut x = [C64::new(0.0, 0.0); D2];
         for &c0 in &self.rests {
             for a in 0..D {
@@ -402,7 +474,9 @@ impl<'a> Kernel<'a> {
                         }
                         C64::new(a, b)
                     } else {
-                        (self.starts[o]..self.starts[o + 1]).map(|e| self.values[e] * x[self.columns[e]]).sum::<C64>()
+                        (self.starts[o]..self.starts[o + 1])
+                            .map(|e| self.values[e] * x[self.columns[e]])
+                            .sum::<C64>()
                     };
                     unsafe { *row.add(c0 + col) = y };
                 }
@@ -456,9 +530,15 @@ pub fn apply_channel(
         rest.iter().for_each(|k| k.run(None, dst, parallel_rows));
     };
     if parallel_rows {
-        state.chunks_mut(dim * dim).zip(rho.chunks(dim * dim)).for_each(apply);
+        state
+            .chunks_mut(dim * dim)
+            .zip(rho.chunks(dim * dim))
+            .for_each(apply);
     } else {
-        state.par_chunks_mut(dim * dim).zip(rho.par_chunks(dim * dim)).for_each(apply);
+        state
+            .par_chunks_mut(dim * dim)
+            .zip(rho.par_chunks(dim * dim))
+            .for_each(apply);
     }
     Ok(state)
 }
@@ -501,7 +581,10 @@ mod tests {
         let psi: Vec<C64> = (0..dim)
             .map(|i| {
                 let x = (((i as u64 + 1) * 2654435761) ^ seed) % 1000;
-                C64::new(x as f64 / 1000.0 - 0.5, ((x * 7) % 1000) as f64 / 1000.0 - 0.5)
+                C64::new(
+                    x as f64 / 1000.0 - 0.5,
+                    ((x * 7) % 1000) as f64 / 1000.0 - 0.5,
+                )
             })
             .collect();
         let norm: f64 = psi.iter().map(|z| z.norm_sqr()).sum();
@@ -538,7 +621,11 @@ mod tests {
         for q in 0..n {
             let fast = apply_channel(&rho, 1, n, &ch, &[vec![q]]).unwrap();
             let slow = kraus_dense(&rho, n, &ch, q);
-            let err: f64 = fast.iter().zip(&slow).map(|(a, b)| (a - b).norm()).fold(0.0, f64::max);
+            let err: f64 = fast
+                .iter()
+                .zip(&slow)
+                .map(|(a, b)| (a - b).norm())
+                .fold(0.0, f64::max);
             assert!(err < 1e-13, "qubit {q}: {err}");
         }
     }
@@ -572,7 +659,8 @@ mod tests {
     fn amplitude_damping_populations() {
         let rho = vec![c(0.25), c(0.1), c(0.1), c(0.75)];
         let (g, p1) = (0.3, 0.2);
-        let out = apply_channel(&rho, 1, 1, &amplitude_damping(g, p1).unwrap(), &[vec![0]]).unwrap();
+        let out =
+            apply_channel(&rho, 1, 1, &amplitude_damping(g, p1).unwrap(), &[vec![0]]).unwrap();
         assert!((out[3].re - (0.75 * (1.0 - g) + g * p1)).abs() < 1e-14);
         assert!((out[1].re - 0.1 * (1.0 - g).sqrt()).abs() < 1e-14);
     }
@@ -584,12 +672,20 @@ mod tests {
         assert!(amplitude_damping(-0.1, 0.0).is_err());
         assert!(amplitude_damping(0.1, 1.1).is_err());
         assert!(phase_damping(f64::NAN).is_err());
-        let err = thermal_relaxation(1.0, 2.5, 0.1, 0.0).unwrap_err().to_string();
+        let err = thermal_relaxation(1.0, 2.5, 0.1, 0.0)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("(0, 2]"), "{err}");
         assert!(depolarizing(0.1, 0).is_err());
         let rho = vec![c(1.0), c(0.0), c(0.0), c(0.0)];
         let ch = phase_damping(0.1).unwrap();
-        assert!(matches!(apply_channel(&rho, 1, 1, &ch, &[vec![1]]), Err(Error::InvalidArgument(_))));
-        assert!(matches!(apply_channel(&rho, 2, 1, &ch, &[vec![0]]), Err(Error::Shape(_))));
+        assert!(matches!(
+            apply_channel(&rho, 1, 1, &ch, &[vec![1]]),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            apply_channel(&rho, 2, 1, &ch, &[vec![0]]),
+            Err(Error::Shape(_))
+        ));
     }
 }

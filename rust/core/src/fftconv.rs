@@ -70,7 +70,11 @@ impl<T: ConvFloat> Plans<T> {
         let mut planner = T::planner()
             .lock()
             .map_err(|_| Error::InvalidArgument("FFT planner lock poisoned".into()))?;
-        Ok(Self { n, forward: planner.plan_fft_forward(n), inverse: planner.plan_fft_inverse(n) })
+        Ok(Self {
+            n,
+            forward: planner.plan_fft_forward(n),
+            inverse: planner.plan_fft_inverse(n),
+        })
     }
 
     fn bins(&self) -> usize {
@@ -116,7 +120,9 @@ fn check(name: &str, len: usize, want: usize, shape: &str) -> Result<()> {
 
 fn check_dims(b: usize, c: usize, t: usize, kernels: usize) -> Result<usize> {
     if b == 0 || c == 0 || t == 0 {
-        return Err(Error::Shape(format!("causal_fftconv needs non-empty (B, C, T), got ({b}, {c}, {t})")));
+        return Err(Error::Shape(format!(
+            "causal_fftconv needs non-empty (B, C, T), got ({b}, {c}, {t})"
+        )));
     }
     if kernels == 0 || !c.is_multiple_of(kernels) {
         return Err(Error::Shape(format!(
@@ -127,39 +133,67 @@ fn check_dims(b: usize, c: usize, t: usize, kernels: usize) -> Result<usize> {
 }
 
 /// Spectra of every kernel row, (C, n/2 + 1), computed in parallel.
-fn kernel_spectra<T: ConvFloat>(plans: &Plans<T>, k: &[T], c: usize, t: usize) -> Result<Vec<Complex<T>>> {
+fn kernel_spectra<T: ConvFloat>(
+    plans: &Plans<T>,
+    k: &[T],
+    c: usize,
+    t: usize,
+) -> Result<Vec<Complex<T>>> {
     let bins = plans.bins();
     let mut spec = vec![Complex::new(T::zero(), T::zero()); c * bins];
     spec.par_chunks_mut(bins)
         .zip(k.par_chunks(t))
-        .try_for_each_init(|| vec![T::zero(); plans.n], |pad, (out, row)| plans.rfft(row, pad, out))?;
+        .try_for_each_init(
+            || vec![T::zero(); plans.n],
+            |pad, (out, row)| plans.rfft(row, pad, out),
+        )?;
     Ok(spec)
 }
 
 /// Causal convolution of `u` (B, C, T) with kernels `k` (K, T), channel c using kernel c / (C / K).
 ///
 /// Returns (B, C, T).
-pub fn causal_fftconv<T: ConvFloat>(u: &[T], k: &[T], b: usize, c: usize, t: usize, kernels: usize) -> Result<Vec<T>> {
+pub fn causal_fftconv<T: ConvFloat>(
+    u: &[T],
+    k: &[T],
+    b: usize,
+    c: usize,
+    t: usize,
+    kernels: usize,
+) -> Result<Vec<T>> {
     let group = check_dims(b, c, t, kernels)?;
     let shape = format!("(B, C, T) = ({b}, {c}, {t})");
     check("u", u.len(), b * c * t, &shape)?;
-    check("k", k.len(), kernels * t, &format!("(K, T) = ({kernels}, {t})"))?;
+    check(
+        "k",
+        k.len(),
+        kernels * t,
+        &format!("(K, T) = ({kernels}, {t})"),
+    )?;
     let plans = Plans::<T>::new(t)?;
     let kspec = kernel_spectra(&plans, k, kernels, t)?;
     let bins = plans.bins();
     let mut y = vec![T::zero(); b * c * t];
-    y.par_chunks_mut(t).zip(u.par_chunks(t)).enumerate().try_for_each_init(
-        || (vec![T::zero(); plans.n], vec![Complex::new(T::zero(), T::zero()); bins]),
-        |(pad, spec), (row, (out, inp))| {
-            plans.rfft(inp, pad, spec)?;
-            let kernel = (row % c) / group;
-            let kc = &kspec[kernel * bins..(kernel + 1) * bins];
-            for (s, kv) in spec.iter_mut().zip(kc) {
-                *s = *s * *kv;
-            }
-            plans.irfft(spec, pad, out)
-        },
-    )?;
+    y.par_chunks_mut(t)
+        .zip(u.par_chunks(t))
+        .enumerate()
+        .try_for_each_init(
+            || {
+                (
+                    vec![T::zero(); plans.n],
+                    vec![Complex::new(T::zero(), T::zero()); bins],
+                )
+            },
+            |(pad, spec), (row, (out, inp))| {
+                plans.rfft(inp, pad, spec)?;
+                let kernel = (row % c) / group;
+                let kc = &kspec[kernel * bins..(kernel + 1) * bins];
+                for (s, kv) in spec.iter_mut().zip(kc) {
+                    *s = *s * *kv;
+                }
+                plans.irfft(spec, pad, out)
+            },
+        )?;
     Ok(y)
 }
 
@@ -177,7 +211,12 @@ pub fn causal_fftconv_backward<T: ConvFloat>(
     let shape = format!("(B, C, T) = ({b}, {c}, {t})");
     check("grad", g.len(), b * c * t, &shape)?;
     check("u", u.len(), b * c * t, &shape)?;
-    check("k", k.len(), kernels * t, &format!("(K, T) = ({kernels}, {t})"))?;
+    check(
+        "k",
+        k.len(),
+        kernels * t,
+        &format!("(K, T) = ({kernels}, {t})"),
+    )?;
     let plans = Plans::<T>::new(t)?;
     let kspec = kernel_spectra(&plans, k, kernels, t)?;
     let bins = plans.bins();
@@ -247,10 +286,14 @@ mod tests {
     }
 
     fn data(len: usize, seed: u64) -> Vec<f64> {
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (0..len)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((state >> 11) as f64 / (1u64 << 53) as f64) - 0.5
             })
             .collect()
@@ -286,7 +329,11 @@ mod tests {
         let g = data(b * c * t, 5);
         let (gu, gk) = causal_fftconv_backward(&g, &u, &k, b, c, t, kernels).unwrap();
         let loss = |u: &[f64], k: &[f64]| -> f64 {
-            direct(u, k, b, c, t, kernels).iter().zip(&g).map(|(y, g)| y * g).sum()
+            direct(u, k, b, c, t, kernels)
+                .iter()
+                .zip(&g)
+                .map(|(y, g)| y * g)
+                .sum()
         };
         let eps = 1e-6;
         for i in [0, 5, 17, b * c * t - 1] {
@@ -305,9 +352,20 @@ mod tests {
 
     #[test]
     fn bad_shapes_are_errors_not_panics() {
-        assert!(matches!(causal_fftconv::<f32>(&[0.0; 5], &[0.0; 2], 1, 1, 2, 1), Err(Error::Shape(_))));
-        assert!(matches!(causal_fftconv::<f32>(&[], &[], 0, 1, 2, 1), Err(Error::Shape(_))));
-        assert!(matches!(causal_fftconv::<f32>(&[0.0; 6], &[0.0; 4], 1, 3, 2, 2), Err(Error::Shape(_))));
-        assert!(causal_fftconv_backward::<f64>(&[0.0; 4], &[0.0; 4], &[0.0; 3], 1, 2, 2, 2).is_err());
+        assert!(matches!(
+            causal_fftconv::<f32>(&[0.0; 5], &[0.0; 2], 1, 1, 2, 1),
+            Err(Error::Shape(_))
+        ));
+        assert!(matches!(
+            causal_fftconv::<f32>(&[], &[], 0, 1, 2, 1),
+            Err(Error::Shape(_))
+        ));
+        assert!(matches!(
+            causal_fftconv::<f32>(&[0.0; 6], &[0.0; 4], 1, 3, 2, 2),
+            Err(Error::Shape(_))
+        ));
+        assert!(
+            causal_fftconv_backward::<f64>(&[0.0; 4], &[0.0; 4], &[0.0; 3], 1, 2, 2, 2).is_err()
+        );
     }
 }

@@ -89,10 +89,14 @@ impl Truncation {
     /// Validates `max_bond >= 1` and a finite `cutoff >= 0`.
     pub fn new(max_bond: Option<usize>, cutoff: f64) -> Result<Self> {
         if max_bond == Some(0) {
-            return Err(Error::InvalidArgument("max_bond must be >= 1 (or None for no limit), got 0".into()));
+            return Err(Error::InvalidArgument(
+                "max_bond must be >= 1 (or None for no limit), got 0".into(),
+            ));
         }
         if !(cutoff.is_finite() && cutoff >= 0.0) {
-            return Err(Error::InvalidArgument(format!("cutoff must be finite and >= 0, got {cutoff}")));
+            return Err(Error::InvalidArgument(format!(
+                "cutoff must be finite and >= 0, got {cutoff}"
+            )));
         }
         Ok(Self { max_bond, cutoff })
     }
@@ -100,7 +104,11 @@ impl Truncation {
     /// Number of singular values kept (at least 1) and the discarded squared weight.
     fn rank(&self, s: &[f64]) -> (usize, f64) {
         let smax = s.first().copied().unwrap_or(0.0);
-        let mut keep = s.iter().take_while(|&&x| x > self.cutoff * smax).count().max(1);
+        let mut keep = s
+            .iter()
+            .take_while(|&&x| x > self.cutoff * smax)
+            .count()
+            .max(1);
         if let Some(m) = self.max_bond {
             keep = keep.min(m);
         }
@@ -147,21 +155,36 @@ fn to_row_major<T: Scalar>(m: MatRef<'_, T>, cols: usize) -> Vec<T> {
 }
 
 /// Thin SVD `M = U diag(s) V^H` of a row-major `rows x cols` matrix.
-fn svd<T: Scalar>(data: &[T], rows: usize, cols: usize, cut: usize) -> Result<(Mat<T>, Vec<f64>, Mat<T>)> {
-    let svd = MatRef::from_row_major_slice(data, rows, cols).thin_svd().map_err(|e| {
-        Error::InvalidArgument(format!("SVD of the {rows} x {cols} unfolding at cut {cut} did not converge: {e:?}"))
-    })?;
-    let s: Vec<f64> = (0..rows.min(cols)).map(|i| svd.S().column_vector()[i].re_()).collect();
+fn svd<T: Scalar>(
+    data: &[T],
+    rows: usize,
+    cols: usize,
+    cut: usize,
+) -> Result<(Mat<T>, Vec<f64>, Mat<T>)> {
+    let svd = MatRef::from_row_major_slice(data, rows, cols)
+        .thin_svd()
+        .map_err(|e| {
+            Error::InvalidArgument(format!(
+                "SVD of the {rows} x {cols} unfolding at cut {cut} did not converge: {e:?}"
+            ))
+        })?;
+    let s: Vec<f64> = (0..rows.min(cols))
+        .map(|i| svd.S().column_vector()[i].re_())
+        .collect();
     Ok((svd.U().to_owned(), s, svd.V().to_owned()))
 }
 
 fn check_dims(dims: &[usize], len: usize) -> Result<()> {
     if dims.is_empty() || dims.contains(&0) {
-        return Err(Error::Shape(format!("site dimensions must be non-empty and >= 1, got {dims:?}")));
+        return Err(Error::Shape(format!(
+            "site dimensions must be non-empty and >= 1, got {dims:?}"
+        )));
     }
     let total = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
     if total != Some(len) {
-        return Err(Error::Shape(format!("site dimensions {dims:?} do not multiply to the array size {len}")));
+        return Err(Error::Shape(format!(
+            "site dimensions {dims:?} do not multiply to the array size {len}"
+        )));
     }
     Ok(())
 }
@@ -171,7 +194,9 @@ impl<T: Scalar> Mps<T> {
     pub fn from_dense(data: &[T], dims: &[usize], trunc: Truncation) -> Result<Self> {
         check_dims(dims, data.len())?;
         if let Some(pos) = data.iter().position(|x| !x.finite_()) {
-            return Err(Error::InvalidArgument(format!("array must be finite; entry {pos} is not")));
+            return Err(Error::InvalidArgument(format!(
+                "array must be finite; entry {pos} is not"
+            )));
         }
         let n = dims.len();
         let mut bonds = vec![1usize; n + 1];
@@ -195,11 +220,21 @@ impl<T: Scalar> Mps<T> {
             bonds[k + 1] = keep;
         }
         cores.push(rest);
-        Ok(Self { dims: dims.to_vec(), bonds, cores, truncation_error: discarded.sqrt() })
+        Ok(Self {
+            dims: dims.to_vec(),
+            bonds,
+            cores,
+            truncation_error: discarded.sqrt(),
+        })
     }
 
     /// Builds an MPS from cores of shapes `(bonds[k], dims[k], bonds[k+1])`, checking them.
-    pub fn from_cores(dims: Vec<usize>, bonds: Vec<usize>, cores: Vec<Vec<T>>, truncation_error: f64) -> Result<Self> {
+    pub fn from_cores(
+        dims: Vec<usize>,
+        bonds: Vec<usize>,
+        cores: Vec<Vec<T>>,
+        truncation_error: f64,
+    ) -> Result<Self> {
         let n = dims.len();
         if n == 0 || bonds.len() != n + 1 || cores.len() != n || bonds[0] != 1 || bonds[n] != 1 {
             return Err(Error::Shape(format!(
@@ -219,7 +254,12 @@ impl<T: Scalar> Mps<T> {
                 )));
             }
         }
-        Ok(Self { dims, bonds, cores, truncation_error })
+        Ok(Self {
+            dims,
+            bonds,
+            cores,
+            truncation_error,
+        })
     }
 
     /// Number of sites.
@@ -281,7 +321,9 @@ impl<T: Scalar> Mps<T> {
 
     /// Frobenius (2-)norm of the represented array.
     pub fn norm(&self) -> f64 {
-        self.inner(self).map(|z| z.re_().max(0.0).sqrt()).unwrap_or(0.0)
+        self.inner(self)
+            .map(|z| z.re_().max(0.0).sqrt())
+            .unwrap_or(0.0)
     }
 
     /// Recompresses: QR sweep to left-canonical form, then a right-to-left truncated-SVD sweep.
@@ -311,12 +353,15 @@ impl<T: Scalar> Mps<T> {
             let (keep, lost) = trunc.rank(&s);
             discarded += lost;
             let v = v.as_ref();
-            cores[k] = (0..keep).flat_map(|i| (0..cols).map(move |j| v[(j, i)].conj_())).collect();
+            cores[k] = (0..keep)
+                .flat_map(|i| (0..cols).map(move |j| v[(j, i)].conj_()))
+                .collect();
             // us = U[:, :keep] diag(s[:keep]), (rows x keep)
             let u = u.as_ref();
             let s = &s;
-            let us: Vec<T> =
-                (0..rows).flat_map(|i| (0..keep).map(move |j| u[(i, j)] * T::from_f64(s[j]))).collect();
+            let us: Vec<T> = (0..rows)
+                .flat_map(|i| (0..keep).map(move |j| u[(i, j)] * T::from_f64(s[j])))
+                .collect();
             let left = bonds[k - 1] * dims[k - 1];
             cores[k - 1] = matmul_rm(&cores[k - 1], left, rows, &us, keep);
             bonds[k] = keep;
@@ -335,17 +380,24 @@ mod tests {
     use super::*;
 
     fn pseudo_random(len: usize, seed: u64) -> Vec<f64> {
-        (0..len).map(|i| ((((i as u64 + 1) * 2654435761) ^ seed) % 1009) as f64 / 1009.0 - 0.5).collect()
+        (0..len)
+            .map(|i| ((((i as u64 + 1) * 2654435761) ^ seed) % 1009) as f64 / 1009.0 - 0.5)
+            .collect()
     }
 
     fn dist<T: Scalar>(a: &[T], b: &[T]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| (*x + T::from_f64(-1.0) * *y).abs2_()).sum::<f64>().sqrt()
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (*x + T::from_f64(-1.0) * *y).abs2_())
+            .sum::<f64>()
+            .sqrt()
     }
 
     #[test]
     fn exact_round_trip_without_truncation() {
         let data = pseudo_random(2 * 3 * 4 * 5, 1);
-        let mps = Mps::from_dense(&data, &[2, 3, 4, 5], Truncation::new(None, 0.0).unwrap()).unwrap();
+        let mps =
+            Mps::from_dense(&data, &[2, 3, 4, 5], Truncation::new(None, 0.0).unwrap()).unwrap();
         assert_eq!(mps.bonds, vec![1, 2, 6, 5, 1]);
         assert!(dist(&mps.to_dense(), &data) < 1e-12);
         assert_eq!(mps.truncation_error, 0.0);
@@ -360,7 +412,10 @@ mod tests {
         let a: Vec<C64> = re.iter().zip(&im).map(|(x, y)| C64::new(*x, *y)).collect();
         let b: Vec<C64> = im.iter().zip(&re).map(|(x, y)| C64::new(*x, -*y)).collect();
         let t = Truncation::new(None, 0.0).unwrap();
-        let (ma, mb) = (Mps::from_dense(&a, &[2; 6], t).unwrap(), Mps::from_dense(&b, &[2; 6], t).unwrap());
+        let (ma, mb) = (
+            Mps::from_dense(&a, &[2; 6], t).unwrap(),
+            Mps::from_dense(&b, &[2; 6], t).unwrap(),
+        );
         assert!(dist(&ma.to_dense(), &a) < 1e-12);
         let want: C64 = a.iter().zip(&b).map(|(x, y)| x.conj() * y).sum();
         assert!((ma.inner(&mb).unwrap() - want).norm() < 1e-12);
@@ -373,7 +428,11 @@ mod tests {
         let mps = Mps::from_dense(&data, &[2; 10], t).unwrap();
         assert!(mps.bonds.iter().all(|&r| r <= 4));
         let err = dist(&mps.to_dense(), &data);
-        assert!(err > 0.0 && (err - mps.truncation_error).abs() <= 1e-9 * err, "{err} vs {}", mps.truncation_error);
+        assert!(
+            err > 0.0 && (err - mps.truncation_error).abs() <= 1e-9 * err,
+            "{err} vs {}",
+            mps.truncation_error
+        );
     }
 
     #[test]
@@ -382,7 +441,9 @@ mod tests {
         let exact = Mps::from_dense(&data, &[2; 8], Truncation::new(None, 0.0).unwrap()).unwrap();
         let same = exact.compress(Truncation::new(None, 0.0).unwrap()).unwrap();
         assert!(dist(&same.to_dense(), &data) < 1e-12);
-        let small = exact.compress(Truncation::new(Some(3), 0.0).unwrap()).unwrap();
+        let small = exact
+            .compress(Truncation::new(Some(3), 0.0).unwrap())
+            .unwrap();
         assert!(small.bonds.iter().all(|&r| r <= 3));
         let err = dist(&small.to_dense(), &data);
         assert!(err <= small.truncation_error * (1.0 + 1e-9) + 1e-12);
@@ -392,8 +453,14 @@ mod tests {
     #[test]
     fn bad_input_is_an_error() {
         let t = Truncation::new(None, 0.0).unwrap();
-        assert!(matches!(Mps::from_dense(&[1.0f64; 6], &[2, 2], t), Err(Error::Shape(_))));
-        assert!(matches!(Mps::from_dense(&[f64::NAN; 4], &[2, 2], t), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            Mps::from_dense(&[1.0f64; 6], &[2, 2], t),
+            Err(Error::Shape(_))
+        ));
+        assert!(matches!(
+            Mps::from_dense(&[f64::NAN; 4], &[2, 2], t),
+            Err(Error::InvalidArgument(_))
+        ));
         assert!(Truncation::new(Some(0), 0.0).is_err());
         assert!(Truncation::new(None, -1.0).is_err());
         let a = Mps::from_dense(&[1.0f64; 4], &[2, 2], t).unwrap();

@@ -179,10 +179,15 @@ pub fn sample_rows_ordered<W: Weight>(
     }
     validate(weights, rows, n)?;
     if shots.len() != rows {
-        return Err(Error::Shape(format!("shots has {} entries, expected one per row ({rows})", shots.len())));
+        return Err(Error::Shape(format!(
+            "shots has {} entries, expected one per row ({rows})",
+            shots.len()
+        )));
     }
     if let Some(bad) = shots.iter().find(|&&s| s < 0 || s as usize > max_shots) {
-        return Err(Error::InvalidArgument(format!("shots must lie in 0..={max_shots}, found {bad}")));
+        return Err(Error::InvalidArgument(format!(
+            "shots must lie in 0..={max_shots}, found {bad}"
+        )));
     }
     if let Some(order) = order {
         if rows_per_order == 0 || !rows.is_multiple_of(rows_per_order) {
@@ -207,7 +212,8 @@ pub fn sample_rows_ordered<W: Weight>(
                 None => sample_row(row, &mut dst[..take], method, &mut rng),
                 Some(order) => {
                     let perm = &order[(r / rows_per_order) * n..][..n];
-                    let permuted: Vec<f64> = perm.iter().map(|&j| row[j as usize].to_f64()).collect();
+                    let permuted: Vec<f64> =
+                        perm.iter().map(|&j| row[j as usize].to_f64()).collect();
                     sample_row(&permuted, &mut dst[..take], method, &mut rng);
                     for slot in dst[..take].iter_mut().filter(|s| **s >= 0) {
                         *slot = perm[*slot as usize];
@@ -224,7 +230,12 @@ pub fn sample_rows_ordered<W: Weight>(
 /// `min_shots`, and the rest of the group's budget is shared in proportion to the scores (evenly
 /// when they are all 0) by largest remainders, so each group's shots sum to exactly `total`
 /// (or to `min_shots` times its live rows if that is larger). Groups run in parallel.
-pub fn allocate_shots(scores: &[f64], per_group: usize, total: usize, min_shots: usize) -> Result<Vec<i64>> {
+pub fn allocate_shots(
+    scores: &[f64],
+    per_group: usize,
+    total: usize,
+    min_shots: usize,
+) -> Result<Vec<i64>> {
     if per_group == 0 || !scores.len().is_multiple_of(per_group) {
         return Err(Error::Shape(format!(
             "scores has {} entries, not a multiple of per_group = {per_group}",
@@ -232,7 +243,9 @@ pub fn allocate_shots(scores: &[f64], per_group: usize, total: usize, min_shots:
         )));
     }
     if let Some(bad) = scores.iter().find(|s| !s.is_finite()) {
-        return Err(Error::InvalidArgument(format!("scores must be finite, found {bad}")));
+        return Err(Error::InvalidArgument(format!(
+            "scores must be finite, found {bad}"
+        )));
     }
     let mut out = vec![0i64; scores.len()];
     out.par_chunks_mut(per_group)
@@ -249,7 +262,13 @@ fn allocate_group(scores: &[f64], out: &mut [i64], total: usize, min_shots: usiz
     }
     let rest = total.saturating_sub(min_shots * live.len()) as f64;
     let sum: f64 = live.iter().map(|&i| scores[i]).sum();
-    let share = |i: usize| if sum > 0.0 { rest * scores[i] / sum } else { rest / live.len() as f64 };
+    let share = |i: usize| {
+        if sum > 0.0 {
+            rest * scores[i] / sum
+        } else {
+            rest / live.len() as f64
+        }
+    };
     let mut given = 0usize;
     let mut remainders: Vec<(f64, usize)> = Vec::with_capacity(live.len());
     for &i in &live {
@@ -282,7 +301,11 @@ mod tests {
     #[test]
     fn marginals_match_probabilities() {
         let w = [0.1f64, 0.0, 0.3, 0.6];
-        for method in [SampleMethod::Multinomial, SampleMethod::Stratified, SampleMethod::Systematic] {
+        for method in [
+            SampleMethod::Multinomial,
+            SampleMethod::Stratified,
+            SampleMethod::Systematic,
+        ] {
             let rows = 4000;
             let weights: Vec<f64> = w.iter().cycle().take(rows * 4).copied().collect();
             let idx = sample_rows(&weights, rows, 4, 8, method, 7).unwrap();
@@ -319,7 +342,15 @@ mod tests {
 
     #[test]
     fn zero_rows_give_minus_one() {
-        let idx = sample_rows(&[0.0f64, 0.0, 1.0, 1.0], 2, 2, 3, SampleMethod::Stratified, 0).unwrap();
+        let idx = sample_rows(
+            &[0.0f64, 0.0, 1.0, 1.0],
+            2,
+            2,
+            3,
+            SampleMethod::Stratified,
+            0,
+        )
+        .unwrap();
         assert_eq!(&idx[..3], &[-1, -1, -1]);
         assert!(idx[3..].iter().all(|&i| i == 0 || i == 1));
     }
@@ -334,8 +365,14 @@ mod tests {
             sample_rows(&[1.0f64, f64::NAN], 1, 2, 1, SampleMethod::Multinomial, 0),
             Err(Error::InvalidArgument(_))
         ));
-        assert!(matches!(sample_rows(&[1.0f64; 3], 2, 2, 1, SampleMethod::Multinomial, 0), Err(Error::Shape(_))));
-        assert!(matches!(sample_rows::<f64>(&[], 1, 0, 1, SampleMethod::Multinomial, 0), Err(Error::Shape(_))));
+        assert!(matches!(
+            sample_rows(&[1.0f64; 3], 2, 2, 1, SampleMethod::Multinomial, 0),
+            Err(Error::Shape(_))
+        ));
+        assert!(matches!(
+            sample_rows::<f64>(&[], 1, 0, 1, SampleMethod::Multinomial, 0),
+            Err(Error::Shape(_))
+        ));
         assert!(SampleMethod::parse("bogus").is_err());
     }
     #[test]
@@ -345,8 +382,18 @@ mod tests {
         let rows = 4000;
         let weights: Vec<f64> = w.iter().cycle().take(rows * 4).copied().collect();
         let shots = vec![8i64; rows];
-        let idx = sample_rows_ordered(&weights, rows, 4, &shots, 8, Some(&order), rows, SampleMethod::Systematic, 5)
-            .unwrap();
+        let idx = sample_rows_ordered(
+            &weights,
+            rows,
+            4,
+            &shots,
+            8,
+            Some(&order),
+            rows,
+            SampleMethod::Systematic,
+            5,
+        )
+        .unwrap();
         let h = histogram(&idx, 4);
         for (p, q) in w.iter().zip(&h) {
             assert!((p - q).abs() < 0.012, "{h:?} vs {w:?}");
@@ -357,12 +404,23 @@ mod tests {
     #[test]
     fn varying_shots_pad_with_minus_one() {
         let w = [1.0f32; 6];
-        let idx = sample_rows_ordered(&w, 2, 3, &[1, 3], 3, None, 1, SampleMethod::Stratified, 0).unwrap();
+        let idx = sample_rows_ordered(&w, 2, 3, &[1, 3], 3, None, 1, SampleMethod::Stratified, 0)
+            .unwrap();
         assert!(idx[0] >= 0 && idx[1] == -1 && idx[2] == -1);
         assert!(idx[3..].iter().all(|&i| (0..3).contains(&i)));
         // Systematic with shots = n on a uniform row draws every key once.
-        let idx = sample_rows_ordered(&w[..3], 1, 3, &[3], 3, Some(&[2, 0, 1]), 1, SampleMethod::Systematic, 9)
-            .unwrap();
+        let idx = sample_rows_ordered(
+            &w[..3],
+            1,
+            3,
+            &[3],
+            3,
+            Some(&[2, 0, 1]),
+            1,
+            SampleMethod::Systematic,
+            9,
+        )
+        .unwrap();
         let mut sorted = idx.clone();
         sorted.sort();
         assert_eq!(sorted, vec![0, 1, 2]);
@@ -371,13 +429,37 @@ mod tests {
     #[test]
     fn ordered_sampling_rejects_bad_input() {
         let w = [1.0f64; 4];
-        let bad_perm = sample_rows_ordered(&w, 2, 2, &[1, 1], 1, Some(&[0, 0]), 2, SampleMethod::Systematic, 0);
+        let bad_perm = sample_rows_ordered(
+            &w,
+            2,
+            2,
+            &[1, 1],
+            1,
+            Some(&[0, 0]),
+            2,
+            SampleMethod::Systematic,
+            0,
+        );
         assert!(matches!(bad_perm, Err(Error::InvalidArgument(_))));
-        let too_many = sample_rows_ordered(&w, 2, 2, &[3, 1], 2, None, 1, SampleMethod::Systematic, 0);
+        let too_many =
+            sample_rows_ordered(&w, 2, 2, &[3, 1], 2, None, 1, SampleMethod::Systematic, 0);
         assert!(matches!(too_many, Err(Error::InvalidArgument(_))));
-        let bad_groups = sample_rows_ordered(&w, 2, 2, &[1, 1], 1, Some(&[0, 1]), 3, SampleMethod::Systematic, 0);
+        let bad_groups = sample_rows_ordered(
+            &w,
+            2,
+            2,
+            &[1, 1],
+            1,
+            Some(&[0, 1]),
+            3,
+            SampleMethod::Systematic,
+            0,
+        );
         assert!(matches!(bad_groups, Err(Error::InvalidArgument(_))));
-        assert!(matches!(sample_rows_ordered(&w, 2, 2, &[1], 1, None, 1, SampleMethod::Systematic, 0), Err(Error::Shape(_))));
+        assert!(matches!(
+            sample_rows_ordered(&w, 2, 2, &[1], 1, None, 1, SampleMethod::Systematic, 0),
+            Err(Error::Shape(_))
+        ));
     }
 
     #[test]
@@ -389,7 +471,13 @@ mod tests {
         assert_eq!(shots[0], 1, "zero-entropy row gets the minimum");
         assert!(shots[2] > shots[1]);
         assert_eq!(&shots[4..], &[5, 5, 5, 5]);
-        assert!(matches!(allocate_shots(&scores, 3, 20, 1), Err(Error::Shape(_))));
-        assert!(matches!(allocate_shots(&[f64::NAN], 1, 2, 1), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            allocate_shots(&scores, 3, 20, 1),
+            Err(Error::Shape(_))
+        ));
+        assert!(matches!(
+            allocate_shots(&[f64::NAN], 1, 2, 1),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 }

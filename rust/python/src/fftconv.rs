@@ -4,7 +4,9 @@ use numpy::ndarray::{Array2, Array3};
 use numpy::{Element, IntoPyArray, PyArray2, PyArray3, PyReadonlyArray2, PyReadonlyArray3};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use qtransformers_core::fftconv::{causal_fftconv as core_forward, causal_fftconv_backward as core_backward, ConvFloat};
+use qtransformers_core::fftconv::{
+    causal_fftconv as core_forward, causal_fftconv_backward as core_backward, ConvFloat,
+};
 
 use crate::errors::to_py;
 
@@ -12,7 +14,8 @@ fn contiguous<'a, T: Element, D: numpy::ndarray::Dimension>(
     name: &str,
     arr: &'a numpy::PyReadonlyArray<'_, T, D>,
 ) -> PyResult<&'a [T]> {
-    arr.as_slice().map_err(|_| PyTypeError::new_err(format!("{name} must be C-contiguous")))
+    arr.as_slice()
+        .map_err(|_| PyTypeError::new_err(format!("{name} must be C-contiguous")))
 }
 
 fn forward<'py, T: ConvFloat + Element>(
@@ -28,7 +31,9 @@ fn forward<'py, T: ConvFloat + Element>(
         ))));
     }
     let (us, ks) = (contiguous("u", &u)?, contiguous("k", &k)?);
-    let y = py.detach(|| core_forward(us, ks, b, c, t, kc)).map_err(to_py)?;
+    let y = py
+        .detach(|| core_forward(us, ks, b, c, t, kc))
+        .map_err(to_py)?;
     let y = Array3::from_shape_vec((b, c, t), y).expect("core returns B * C * T samples");
     Ok(y.into_pyarray(py))
 }
@@ -51,8 +56,14 @@ fn backward<'py, T: ConvFloat + Element>(
             k.as_array().dim()
         ))));
     }
-    let (gs, us, ks) = (contiguous("grad", &g)?, contiguous("u", &u)?, contiguous("k", &k)?);
-    let (gu, gk) = py.detach(|| core_backward(gs, us, ks, b, c, t, kc)).map_err(to_py)?;
+    let (gs, us, ks) = (
+        contiguous("grad", &g)?,
+        contiguous("u", &u)?,
+        contiguous("k", &k)?,
+    );
+    let (gu, gk) = py
+        .detach(|| core_backward(gs, us, ks, b, c, t, kc))
+        .map_err(to_py)?;
     let gu = Array3::from_shape_vec((b, c, t), gu).expect("core returns B * C * T samples");
     let gk = Array2::from_shape_vec((kc, t), gk).expect("core returns K * T samples");
     Ok((gu.into_pyarray(py), gk.into_pyarray(py)))
@@ -62,14 +73,26 @@ fn backward<'py, T: ConvFloat + Element>(
 ///
 /// g = C / K channels share a kernel. float32 or float64 (both the same dtype), C-contiguous; returns (B, C, T).
 #[pyfunction]
-fn causal_fftconv<'py>(py: Python<'py>, u: &Bound<'py, PyAny>, k: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    if let (Ok(u), Ok(k)) = (u.extract::<PyReadonlyArray3<'py, f32>>(), k.extract::<PyReadonlyArray2<'py, f32>>()) {
+fn causal_fftconv<'py>(
+    py: Python<'py>,
+    u: &Bound<'py, PyAny>,
+    k: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    if let (Ok(u), Ok(k)) = (
+        u.extract::<PyReadonlyArray3<'py, f32>>(),
+        k.extract::<PyReadonlyArray2<'py, f32>>(),
+    ) {
         return Ok(forward(py, u, k)?.into_any());
     }
-    if let (Ok(u), Ok(k)) = (u.extract::<PyReadonlyArray3<'py, f64>>(), k.extract::<PyReadonlyArray2<'py, f64>>()) {
+    if let (Ok(u), Ok(k)) = (
+        u.extract::<PyReadonlyArray3<'py, f64>>(),
+        k.extract::<PyReadonlyArray2<'py, f64>>(),
+    ) {
         return Ok(forward(py, u, k)?.into_any());
     }
-    Err(PyTypeError::new_err("u must be a 3-D and k a 2-D numpy array, both float32 or both float64"))
+    Err(PyTypeError::new_err(
+        "u must be a 3-D and k a 2-D numpy array, both float32 or both float64",
+    ))
 }
 
 /// Backward of :func:`causal_fftconv`: (grad_u (B, C, T), grad_k (K, T)) from grad (B, C, T), u, k.
@@ -96,7 +119,9 @@ fn causal_fftconv_backward<'py>(
         let (gu, gk) = backward(py, g, u, k)?;
         return Ok((gu.into_any(), gk.into_any()));
     }
-    Err(PyTypeError::new_err("grad and u must be 3-D, k 2-D numpy arrays, all float32 or all float64"))
+    Err(PyTypeError::new_err(
+        "grad and u must be 3-D, k 2-D numpy arrays, all float32 or all float64",
+    ))
 }
 
 /// Adds this file's functions to the module.

@@ -1,7 +1,10 @@
 //! Bindings of `qtransformers_core::{channels, mps}`: Kraus constructors, channel application, TT-SVD.
 
 use numpy::ndarray::{Array1, Array3};
-use numpy::{Complex64, IntoPyArray, PyArray1, PyArray3, PyReadonlyArray1, PyReadonlyArray3, PyUntypedArrayMethods};
+use numpy::{
+    Complex64, IntoPyArray, PyArray1, PyArray3, PyReadonlyArray1, PyReadonlyArray3,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
@@ -13,7 +16,9 @@ use crate::errors::to_py;
 fn kraus_to_py<'py>(py: Python<'py>, ch: Kraus) -> Bound<'py, PyArray3<Complex64>> {
     let (k, d) = (ch.ops.len(), ch.dim());
     let flat: Vec<Complex64> = ch.ops.into_iter().flatten().collect();
-    Array3::from_shape_vec((k, d, d), flat).expect("k * d * d entries").into_pyarray(py)
+    Array3::from_shape_vec((k, d, d), flat)
+        .expect("k * d * d entries")
+        .into_pyarray(py)
 }
 
 fn kraus_from_py(kraus: &PyReadonlyArray3<'_, Complex64>) -> PyResult<Kraus> {
@@ -24,14 +29,24 @@ fn kraus_from_py(kraus: &PyReadonlyArray3<'_, Complex64>) -> PyResult<Kraus> {
             "Kraus operators must be (k, d, d) with d = 2^m >= 2, got ({k}, {d}, {d2})"
         ))));
     }
-    let ops = arr.outer_iter().map(|m| m.iter().copied().collect()).collect();
+    let ops = arr
+        .outer_iter()
+        .map(|m| m.iter().copied().collect())
+        .collect();
     Kraus::new(d.trailing_zeros() as usize, ops).map_err(to_py)
 }
 
 /// Kraus operators (k, 2^n, 2^n) of the n-qubit depolarizing channel (N&C Eq. 8.100).
 #[pyfunction]
-fn depolarizing_kraus(py: Python<'_>, p: f64, num_qubits: usize) -> PyResult<Bound<'_, PyArray3<Complex64>>> {
-    Ok(kraus_to_py(py, channels::depolarizing(p, num_qubits).map_err(to_py)?))
+fn depolarizing_kraus(
+    py: Python<'_>,
+    p: f64,
+    num_qubits: usize,
+) -> PyResult<Bound<'_, PyArray3<Complex64>>> {
+    Ok(kraus_to_py(
+        py,
+        channels::depolarizing(p, num_qubits).map_err(to_py)?,
+    ))
 }
 
 /// Kraus operators (k, 2, 2) of generalized amplitude damping.
@@ -41,13 +56,19 @@ fn amplitude_damping_kraus(
     gamma: f64,
     excited_state_population: f64,
 ) -> PyResult<Bound<'_, PyArray3<Complex64>>> {
-    Ok(kraus_to_py(py, channels::amplitude_damping(gamma, excited_state_population).map_err(to_py)?))
+    Ok(kraus_to_py(
+        py,
+        channels::amplitude_damping(gamma, excited_state_population).map_err(to_py)?,
+    ))
 }
 
 /// Kraus operators (2, 2, 2) of phase damping.
 #[pyfunction]
 fn phase_damping_kraus(py: Python<'_>, gamma: f64) -> PyResult<Bound<'_, PyArray3<Complex64>>> {
-    Ok(kraus_to_py(py, channels::phase_damping(gamma).map_err(to_py)?))
+    Ok(kraus_to_py(
+        py,
+        channels::phase_damping(gamma).map_err(to_py)?,
+    ))
 }
 
 /// Kraus operators (k, 2, 2) of thermal relaxation.
@@ -59,7 +80,10 @@ fn thermal_relaxation_kraus(
     time: f64,
     excited_state_population: f64,
 ) -> PyResult<Bound<'_, PyArray3<Complex64>>> {
-    Ok(kraus_to_py(py, channels::thermal_relaxation(t1, t2, time, excited_state_population).map_err(to_py)?))
+    Ok(kraus_to_py(
+        py,
+        channels::thermal_relaxation(t1, t2, time, excited_state_population).map_err(to_py)?,
+    ))
 }
 
 /// Applies the channel `kraus` (k, d, d) to the (B, 2^n, 2^n) matrices `rho` on each qubit tuple of `targets`.
@@ -77,13 +101,22 @@ fn apply_channel<'py>(
             "rho must be (B, 2^n, 2^n), got ({batch}, {dim}, {dim2})"
         ))));
     }
-    let slice = rho.as_slice().map_err(|_| PyTypeError::new_err("rho must be C-contiguous"))?;
+    let slice = rho
+        .as_slice()
+        .map_err(|_| PyTypeError::new_err("rho must be C-contiguous"))?;
     let n = dim.trailing_zeros() as usize;
-    let out = py.detach(|| channels::apply_channel(slice, batch, n, &channel, &targets)).map_err(to_py)?;
-    Ok(Array3::from_shape_vec((batch, dim, dim), out).expect("same size as rho").into_pyarray(py))
+    let out = py
+        .detach(|| channels::apply_channel(slice, batch, n, &channel, &targets))
+        .map_err(to_py)?;
+    Ok(Array3::from_shape_vec((batch, dim, dim), out)
+        .expect("same size as rho")
+        .into_pyarray(py))
 }
 
-fn cores_to_py<'py, T: Scalar + numpy::Element>(py: Python<'py>, mps: Mps<T>) -> PyResult<(Bound<'py, PyList>, f64)> {
+fn cores_to_py<'py, T: Scalar + numpy::Element>(
+    py: Python<'py>,
+    mps: Mps<T>,
+) -> PyResult<(Bound<'py, PyList>, f64)> {
     let arrays = mps.cores.into_iter().enumerate().map(|(k, core)| {
         Array3::from_shape_vec((mps.bonds[k], mps.dims[k], mps.bonds[k + 1]), core)
             .expect("core size matches its bonds")
@@ -92,7 +125,10 @@ fn cores_to_py<'py, T: Scalar + numpy::Element>(py: Python<'py>, mps: Mps<T>) ->
     Ok((PyList::new(py, arrays)?, mps.truncation_error))
 }
 
-fn mps_from_py<T: Scalar + numpy::Element>(cores: &[PyReadonlyArray3<'_, T>], truncation_error: f64) -> PyResult<Mps<T>> {
+fn mps_from_py<T: Scalar + numpy::Element>(
+    cores: &[PyReadonlyArray3<'_, T>],
+    truncation_error: f64,
+) -> PyResult<Mps<T>> {
     let dims = cores.iter().map(|c| c.shape()[1]).collect();
     let mut bonds: Vec<usize> = cores.iter().map(|c| c.shape()[0]).collect();
     bonds.push(cores.last().map_or(1, |c| c.shape()[2]));
@@ -106,7 +142,10 @@ fn mps_from_py<T: Scalar + numpy::Element>(cores: &[PyReadonlyArray3<'_, T>], tr
             ))));
         }
     }
-    let data = cores.iter().map(|c| c.as_array().iter().copied().collect()).collect();
+    let data = cores
+        .iter()
+        .map(|c| c.as_array().iter().copied().collect())
+        .collect();
     Mps::from_cores(dims, bonds, data, truncation_error).map_err(to_py)
 }
 
@@ -118,8 +157,12 @@ trait MpsOps: Scalar + numpy::Element {
         dims: &[usize],
         trunc: Truncation,
     ) -> PyResult<(Bound<'py, PyList>, f64)> {
-        let slice = data.as_slice().map_err(|_| PyTypeError::new_err("array must be contiguous"))?;
-        let mps = py.detach(|| Mps::from_dense(slice, dims, trunc)).map_err(to_py)?;
+        let slice = data
+            .as_slice()
+            .map_err(|_| PyTypeError::new_err("array must be contiguous"))?;
+        let mps = py
+            .detach(|| Mps::from_dense(slice, dims, trunc))
+            .map_err(to_py)?;
         cores_to_py(py, mps)
     }
 
@@ -134,21 +177,28 @@ trait MpsOps: Scalar + numpy::Element {
         cores_to_py(py, out)
     }
 
-    fn to_dense<'py>(py: Python<'py>, cores: &[PyReadonlyArray3<'py, Self>]) -> PyResult<Bound<'py, PyArray1<Self>>> {
+    fn to_dense<'py>(
+        py: Python<'py>,
+        cores: &[PyReadonlyArray3<'py, Self>],
+    ) -> PyResult<Bound<'py, PyArray1<Self>>> {
         let mps = mps_from_py(cores, 0.0)?;
         let out = py.detach(|| mps.to_dense());
         Ok(Array1::from_vec(out).into_pyarray(py))
     }
 
     fn inner(a: &[PyReadonlyArray3<'_, Self>], b: &[PyReadonlyArray3<'_, Self>]) -> PyResult<Self> {
-        mps_from_py(a, 0.0)?.inner(&mps_from_py(b, 0.0)?).map_err(to_py)
+        mps_from_py(a, 0.0)?
+            .inner(&mps_from_py(b, 0.0)?)
+            .map_err(to_py)
     }
 }
 impl MpsOps for f64 {}
 impl MpsOps for Complex64 {}
 
 fn dtype_error() -> PyErr {
-    PyTypeError::new_err("MPS data must be float64 or complex128 numpy arrays (one dtype for all cores)")
+    PyTypeError::new_err(
+        "MPS data must be float64 or complex128 numpy arrays (one dtype for all cores)",
+    )
 }
 
 /// TT-SVD of a flat float64/complex128 array with site dimensions `dims`; returns (cores, truncation_error).
@@ -211,9 +261,10 @@ fn mps_inner<'py>(a: &Bound<'py, PyAny>, b: &Bound<'py, PyAny>) -> PyResult<(f64
 }
 
 fn inner_any<'py>(a: &Bound<'py, PyAny>, b: &Bound<'py, PyAny>) -> PyResult<Complex64> {
-    if let (Ok(x), Ok(y)) =
-        (a.extract::<Vec<PyReadonlyArray3<'py, f64>>>(), b.extract::<Vec<PyReadonlyArray3<'py, f64>>>())
-    {
+    if let (Ok(x), Ok(y)) = (
+        a.extract::<Vec<PyReadonlyArray3<'py, f64>>>(),
+        b.extract::<Vec<PyReadonlyArray3<'py, f64>>>(),
+    ) {
         Ok(Complex64::new(f64::inner(&x, &y)?, 0.0))
     } else if let (Ok(x), Ok(y)) = (
         a.extract::<Vec<PyReadonlyArray3<'py, Complex64>>>(),

@@ -46,9 +46,9 @@ where
     W: numpy::Element + qtransformers_core::sampling::Weight,
 {
     let (rows, n) = arr.as_array().dim();
-    let slice = arr.as_slice().map_err(|_| {
-        PyTypeError::new_err("weights must be C-contiguous")
-    })?;
+    let slice = arr
+        .as_slice()
+        .map_err(|_| PyTypeError::new_err("weights must be C-contiguous"))?;
     let out = py
         .detach(|| core_sample_rows(slice, rows, n, shots, method, seed))
         .map_err(to_py)?;
@@ -74,18 +74,35 @@ fn sample_rows_ordered<'py>(
     seed: u64,
 ) -> PyResult<Bound<'py, PyArray2<i64>>> {
     let method = SampleMethod::parse(method).map_err(to_py)?;
-    let shots = shots.as_slice().map_err(|_| PyTypeError::new_err("shots must be C-contiguous"))?;
+    let shots = shots
+        .as_slice()
+        .map_err(|_| PyTypeError::new_err("shots must be C-contiguous"))?;
     let order_slice = match &order {
-        Some(o) => Some(o.as_slice().map_err(|_| PyTypeError::new_err("order must be C-contiguous"))?),
+        Some(o) => Some(
+            o.as_slice()
+                .map_err(|_| PyTypeError::new_err("order must be C-contiguous"))?,
+        ),
         None => None,
     };
     macro_rules! go {
         ($arr:expr) => {{
             let (rows, n) = $arr.as_array().dim();
-            let slice = $arr.as_slice().map_err(|_| PyTypeError::new_err("weights must be C-contiguous"))?;
+            let slice = $arr
+                .as_slice()
+                .map_err(|_| PyTypeError::new_err("weights must be C-contiguous"))?;
             let out = py
                 .detach(|| {
-                    core_sample_rows_ordered(slice, rows, n, shots, max_shots, order_slice, rows_per_order, method, seed)
+                    core_sample_rows_ordered(
+                        slice,
+                        rows,
+                        n,
+                        shots,
+                        max_shots,
+                        order_slice,
+                        rows_per_order,
+                        method,
+                        seed,
+                    )
                 })
                 .map_err(to_py)?;
             let out = numpy::ndarray::Array2::from_shape_vec((rows, max_shots), out)
@@ -98,7 +115,9 @@ fn sample_rows_ordered<'py>(
     } else if let Ok(arr) = weights.extract::<PyReadonlyArray2<'py, f64>>() {
         go!(arr)
     } else {
-        Err(PyTypeError::new_err("weights must be a 2-D numpy array of float32 or float64"))
+        Err(PyTypeError::new_err(
+            "weights must be a 2-D numpy array of float32 or float64",
+        ))
     }
 }
 
@@ -113,8 +132,12 @@ fn allocate_shots<'py>(
     total: usize,
     min_shots: usize,
 ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-    let slice = scores.as_slice().map_err(|_| PyTypeError::new_err("scores must be C-contiguous"))?;
-    let out = py.detach(|| core_allocate_shots(slice, per_group, total, min_shots)).map_err(to_py)?;
+    let slice = scores
+        .as_slice()
+        .map_err(|_| PyTypeError::new_err("scores must be C-contiguous"))?;
+    let out = py
+        .detach(|| core_allocate_shots(slice, per_group, total, min_shots))
+        .map_err(to_py)?;
     Ok(out.into_pyarray(py))
 }
 
