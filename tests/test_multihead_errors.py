@@ -134,6 +134,10 @@ def test_constructor_errors():
 def test_valid_calls_do_not_raise():
     """The checks are not over-eager: torch's accepted cases pass."""
     _, ours = pair(kdim=4, vdim=6)
-    ours(x(4, 2, 8), x(5, 2, 4), x(5, 2, 6), attn_mask=torch.zeros(2 * H, 4, 5), key_padding_mask=torch.zeros(2, 5))
+    out, weights = ours(
+        x(4, 2, 8), x(5, 2, 4), x(5, 2, 6), attn_mask=torch.zeros(2 * H, 4, 5), key_padding_mask=torch.zeros(2, 5)
+    )
+    assert out.shape == (4, 2, 8) and weights.shape == (2, 4, 5)
     _, ours = pair()
-    ours(x(4, 8), x(5, 8), x(5, 8), attn_mask=torch.zeros(H, 4, 5, dtype=torch.bool))
+    out, weights = ours(x(4, 8), x(5, 8), x(5, 8), attn_mask=torch.zeros(H, 4, 5, dtype=torch.bool))
+    assert out.shape == (4, 8) and weights.shape == (4, 5)

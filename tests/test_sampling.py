@@ -111,3 +111,15 @@ def test_version_is_exposed():
     import qtransformers
 
     assert qtransformers.__version__ == _core.__version__ and qtransformers.__version__.count(".") == 2
+
+
+def test_relative_errors_per_head_and_mean():
+    from qtransformers.functional import relative_error, relative_errors
+
+    exact = torch.ones(2, 3, 4, 5)
+    approx = exact.clone()
+    approx[0, 1] *= 1.5  # that head is off by 50 %
+    errs = relative_errors(approx, exact)
+    assert errs.shape == (2, 3) and errs[0, 1].item() == pytest.approx(0.5)
+    assert errs.sum().item() == pytest.approx(0.5)
+    assert relative_error(approx, exact) == pytest.approx(0.5 / 6)

@@ -15,10 +15,6 @@ from qtransformers.exceptions import DTypeError, InvalidArgumentError, ShapeErro
 from qtransformers.functional.masks import check_mask_dtype, mha_mask_to_additive
 
 
-def _shape(t: Tensor | None) -> tuple[int, ...] | None:
-    return None if t is None else tuple(t.shape)
-
-
 class QuantumMultiheadAttention(nn.Module):
     """Multi-head attention whose rows are estimated by a quantum backend.
 
@@ -214,9 +210,7 @@ class QuantumMultiheadAttention(nn.Module):
             if tuple(key_padding_mask.shape) != expected:
                 raise ShapeError(f"key_padding_mask must have shape {expected}, got {tuple(key_padding_mask.shape)}")
         if attn_mask is not None:
-            allowed = [(tgt_len, src_len), ((bsz if batched else 1) * self.num_heads, tgt_len, src_len)]
-            if not batched:
-                allowed[1] = (self.num_heads, tgt_len, src_len)
+            allowed = [(tgt_len, src_len), (bsz * self.num_heads, tgt_len, src_len)]
             if tuple(attn_mask.shape) not in allowed:
                 raise ShapeError(f"attn_mask must have shape {allowed[0]} or {allowed[1]}, got {tuple(attn_mask.shape)}")
         if is_causal and attn_mask is None:

@@ -24,6 +24,7 @@ from qtransformers.bench.report import format_markdown, format_table, plot_lines
 from qtransformers.exceptions import InvalidArgumentError
 from qtransformers.functional.approximate import linformer_attention, nystrom_attention, performer_attention
 from qtransformers.functional.attention import exact_attention
+from qtransformers.functional.metrics import relative_errors
 from qtransformers.functional.quantum import quantum_attention, side_information_cost
 from qtransformers.profile import profile
 
@@ -61,11 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _gaussian(length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(1000 + length)
     return tuple(torch.randn(1, 4, length, 64, generator=g) for _ in range(3))
-
-
-def _relative_error(approx: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
-    """‖Õ − O‖_F / ‖O‖_F per (batch, head)."""
-    return (approx - exact).flatten(2).norm(dim=-1) / exact.flatten(2).norm(dim=-1).clamp_min(1e-30)
 
 
 def _run_impl(name: str, q, k, v, causal: bool, m: int, gen: torch.Generator) -> torch.Tensor:
@@ -125,7 +121,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 approx = _run_impl(name, q, k, v, causal, m, gen)
             if seed == 0:
                 row["ms"], row["peak_MiB"] = prof.result.seconds * 1e3, prof.result.peak_bytes / 2**20
-            errors.append(_relative_error(approx.float(), exact.float()).mean())
+            errors.append(relative_errors(approx.float(), exact.float()).mean())
         row["rel_err"] = float(torch.stack(errors).mean())
         rows.append(row)
     for row in rows:

@@ -65,3 +65,14 @@ def make_input(batch: int, length: int, dim: int, device: torch.device, dtype: t
     """Reproducible synthetic input (B, T, D) with unit-variance entries."""
     g = torch.Generator().manual_seed(length * 7919 + dim)
     return torch.randn(batch, length, dim, generator=g).to(device=device, dtype=dtype)
+
+
+def select_cases(cases: dict[str, Callable[..., nn.Module]], only: str | None) -> dict[str, Callable[..., nn.Module]]:
+    """The cases named in the comma-separated ``only`` (all when None), in that order."""
+    if not only:
+        return cases
+    wanted = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = sorted(set(wanted) - set(cases))
+    if unknown:
+        raise SystemExit(f"unknown case(s) {unknown}; available: {sorted(cases)}")
+    return {n: cases[n] for n in wanted}

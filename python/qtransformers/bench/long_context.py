@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from qtransformers import mixers
 from qtransformers.bench import common
-from qtransformers.bench.cases import REFERENCE, available_cases, make_input
+from qtransformers.bench.cases import REFERENCE, available_cases, make_input, select_cases
 from qtransformers.bench.report import format_markdown, format_table, loglog_slope, plot_lines, write_csv
 from qtransformers.bench.speed import time_case
 
@@ -59,16 +59,6 @@ def cases_for(causal: bool) -> dict:
     return cases
 
 
-def _select(cases: dict, only: str | None) -> dict:
-    if not only:
-        return cases
-    wanted = [n.strip() for n in only.split(",") if n.strip()]
-    unknown = sorted(set(wanted) - set(cases))
-    if unknown:
-        raise SystemExit(f"unknown case(s) {unknown}; available: {sorted(cases)}")
-    return {n: cases[n] for n in wanted}
-
-
 def slopes(rows: list[dict], slope_from: int) -> list[dict]:
     """Log-log slope of time and memory against N per (impl, mode), over N >= slope_from."""
     out = []
@@ -86,7 +76,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     device, dtype, lengths = common.resolve(args)
     dim = 64 if args.quick and args.dim == 512 else args.dim
     causal = not args.non_causal
-    cases = _select(cases_for(causal), args.only)
+    cases = select_cases(cases_for(causal), args.only)
     stopped: dict[str, str] = {}
     rows = []
     jobs = [(n, name, mode) for n in sorted(lengths) for name in cases for mode in ("fwd", "fwd+bwd")]

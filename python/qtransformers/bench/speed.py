@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from qtransformers.bench import common
-from qtransformers.bench.cases import REFERENCE, available_cases, make_input
+from qtransformers.bench.cases import REFERENCE, available_cases, make_input, select_cases
 from qtransformers.bench.report import format_table, plot_lines, write_csv
 from qtransformers.bench.timing import median_ms, peak_memory_bytes
 
@@ -55,13 +55,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     device, dtype, lengths = common.resolve(args)
     dim = 64 if args.quick and args.dim == 128 else args.dim
     causal = not args.non_causal
-    cases = available_cases(causal=causal)
-    if args.only:
-        wanted = [n.strip() for n in args.only.split(",")]
-        unknown = sorted(set(wanted) - set(cases))
-        if unknown:
-            raise SystemExit(f"unknown case(s) {unknown}; available: {sorted(cases)}")
-        cases = {n: cases[n] for n in wanted}
+    cases = select_cases(available_cases(causal=causal), args.only)
     rows = []
     jobs = [(n, name, mode) for n in lengths for name in cases for mode in ("fwd", "fwd+bwd")]
     torch.manual_seed(0)

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from qtransformers.exceptions import InvalidArgumentError, ShapeError
 from qtransformers.functional.attention import safe_softmax, scaled_scores
-from qtransformers.functional.masks import sdpa_mask_to_additive
+from qtransformers.functional.masks import causal_additive_mask, sdpa_mask_to_additive
 
 
 def check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
@@ -92,9 +92,10 @@ def linear_attention_parts(
     if attn_mask is None and fq.size(-2) == fk.size(-2):
         return _causal_linear(fq, fk, v)
     scores = fq @ fk.transpose(-2, -1)
-    bias = torch.zeros(fq.size(-2), fk.size(-2), dtype=fq.dtype, device=fq.device)
     if is_causal:
-        bias = bias.masked_fill(~torch.ones_like(bias, dtype=torch.bool).tril(), float("-inf"))
+        bias = causal_additive_mask(fq.size(-2), fk.size(-2), fq.dtype, fq.device)
+    else:
+        bias = torch.zeros(fq.size(-2), fk.size(-2), dtype=fq.dtype, device=fq.device)
     extra = sdpa_mask_to_additive(attn_mask, fq.dtype)
     if extra is not None:
         bias = bias + extra

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from qtransformers.exceptions import InvalidArgumentError
 from qtransformers.functional.attention import safe_softmax, scaled_scores
+from qtransformers.functional.metrics import relative_error
 from qtransformers.functional.sampling import METHODS, sample_rows
 from qtransformers.quantum import channels
 from qtransformers.quantum.channels import Channel
@@ -46,13 +47,6 @@ def noise_channel(noise_model: str | Channel | None, noise_level: float) -> Chan
     if noise_model == "thermal_relaxation":
         return channels.thermal_relaxation(1.0, 1.0, level)
     raise InvalidArgumentError(f"noise_model must be None, a Channel or one of {NOISE_MODELS}, got {noise_model!r}")
-
-
-def relative_error(approx: Tensor, exact: Tensor) -> float:
-    """|approx - exact|_F / |exact|_F over the last two axes, averaged over the leading ones."""
-    num = (approx.double() - exact.double()).flatten(-2).norm(dim=-1)
-    den = exact.double().flatten(-2).norm(dim=-1).clamp(min=1e-300)
-    return float((num / den).mean())
 
 
 def attention_probabilities(q: Tensor, k: Tensor, attn_mask, is_causal: bool, scale) -> tuple[Tensor, Tensor]:
