@@ -64,11 +64,20 @@ def sample_rows_ordered(
     rows_per_order: int,
     method: str,
     seed: int,
+    streams: npt.NDArray[np.uint64] | None = None,
 ) -> npt.NDArray[np.int64]:
     """Draw ``shots[r]`` indices for row r of ``weights`` (R, N) along an optional key order (G, N).
 
-    Row r uses order row ``r // rows_per_order``. Returns (R, max_shots) int64 in the original
-    key numbering, -1 in unused slots and for rows summing to 0.
+    Row r uses order row ``r // rows_per_order`` and random stream ``streams[r]`` (default r).
+    Returns (R, max_shots) int64 in the original key numbering, -1 in unused slots and for rows
+    summing to 0.
+    """
+
+def keyed_uniforms(seed: int, streams: npt.NDArray[np.uint64], count: int) -> npt.NDArray[np.float64]:
+    """The first ``count`` uniforms in [0, 1) of each row's stream, (R, count) float64.
+
+    Uniform 0 is the systematic offset and uniform 1 + j shot j's, exactly as ``sample_rows_ordered``
+    consumes them for the same seed and stream key.
     """
 
 def allocate_shots(scores: npt.NDArray[np.float64], per_group: int, total: int, min_shots: int) -> npt.NDArray[np.int64]:

@@ -9,7 +9,12 @@
 //!
 //! In all three each individual draw has marginal law `p`, so the average of `f(i_j)`
 //! is an unbiased estimate of `sum_i p_i f(i)`. Rows are independent and processed in
-//! parallel; row `r` uses its own ChaCha stream, so results do not depend on threading.
+//! parallel; row `r` uses its own ChaCha stream (by default stream `r`, or a caller-given
+//! stream key such as the row's head and absolute position, see [`keyed_uniforms`]), so results
+//! depend neither on threading nor, with keys, on how many other rows are drawn.
+//!
+//! Each row consumes its stream in one fixed way: the first uniform is the systematic offset,
+//! and uniform `1 + j` is shot `j`'s uniform for multinomial and stratified draws.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -104,7 +109,7 @@ fn sample_row<W: Weight>(row: &[W], out: &mut [i64], method: SampleMethod, rng: 
         return;
     }
     let m = out.len() as f64;
-    let offset: f64 = rng.random();
+    let offset: f64 = rng.random(); // always uniform 0 of the stream, whatever the method
     for (j, slot) in out.iter_mut().enumerate() {
         let u = match method {
             SampleMethod::Multinomial => rng.random::<f64>(),
@@ -128,7 +133,28 @@ pub fn sample_rows<W: Weight>(
     seed: u64,
 ) -> Result<Vec<i64>> {
     let counts = vec![shots as i64; rows];
-    sample_rows_ordered(weights, rows, n, &counts, shots, None, 1, method, seed)
+    sample_rows_ordered(weights, rows, n, &counts, shots, None, 1, method, seed, None)
+}
+
+/// The first `count` uniforms in [0, 1) of each row's stream: row `r` reads ChaCha8 stream
+/// `streams[r]` under `seed`, row-major `streams.len() * count`.
+///
+/// These are exactly the uniforms [`sample_rows_ordered`] consumes for a row given the same seed
+/// and stream key (uniform 0: the systematic offset; uniform `1 + j`: shot `j`), so a sampler on
+/// another device can reproduce its draws.
+pub fn keyed_uniforms(seed: u64, streams: &[u64], count: usize) -> Vec<f64> {
+    let mut out = vec![0.0f64; streams.len() * count];
+    if count == 0 {
+        return out;
+    }
+    out.par_chunks_mut(count)
+        .zip(streams.par_iter())
+        .for_each(|(dst, &stream)| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(stream);
+            dst.iter_mut().for_each(|u| *u = rng.random());
+        });
+    out
 }
 
 /// Checks that every group of `order` (row-major `groups * n`) is a permutation of `0..n`.
@@ -161,7 +187,8 @@ fn validate_order(order: &[i64], groups: usize, n: usize) -> Result<()> {
 /// `r / rows_per_order == g` use group `g`'s order (one order per attention head, say). The
 /// returned indices are in the original numbering. Slots `shots[r]..max_shots` and rows of total
 /// weight 0 hold `-1`. Systematic sampling along an order that groups similar values
-/// stratifies over those values; every draw still has marginal law `p`.
+/// stratifies over those values; every draw still has marginal law `p`. `streams` (optional,
+/// one key per row) names each row's random stream; without it row `r` uses stream `r`.
 #[allow(clippy::too_many_arguments)]
 pub fn sample_rows_ordered<W: Weight>(
     weights: &[W],
@@ -173,6 +200,7 @@ pub fn sample_rows_ordered<W: Weight>(
     rows_per_order: usize,
     method: SampleMethod,
     seed: u64,
+    streams: Option<&[u64]>,
 ) -> Result<Vec<i64>> {
     if n == 0 {
         return Err(Error::Shape("cannot sample from rows of length 0".into()));
@@ -188,6 +216,14 @@ pub fn sample_rows_ordered<W: Weight>(
         return Err(Error::InvalidArgument(format!(
             "shots must lie in 0..={max_shots}, found {bad}"
         )));
+    }
+    if let Some(keys) = streams {
+        if keys.len() != rows {
+            return Err(Error::Shape(format!(
+                "streams has {} entries, expected one per row ({rows})",
+                keys.len()
+            )));
+        }
     }
     if let Some(order) = order {
         if rows_per_order == 0 || !rows.is_multiple_of(rows_per_order) {
@@ -206,7 +242,7 @@ pub fn sample_rows_ordered<W: Weight>(
         .enumerate()
         .for_each(|(r, (dst, row))| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(r as u64);
+            rng.set_stream(streams.map_or(r as u64, |keys| keys[r]));
             let take = shots[r] as usize;
             match order {
                 None => sample_row(row, &mut dst[..take], method, &mut rng),
@@ -392,6 +428,7 @@ mod tests {
             rows,
             SampleMethod::Systematic,
             5,
+            None,
         )
         .unwrap();
         let h = histogram(&idx, 4);
@@ -404,7 +441,7 @@ mod tests {
     #[test]
     fn varying_shots_pad_with_minus_one() {
         let w = [1.0f32; 6];
-        let idx = sample_rows_ordered(&w, 2, 3, &[1, 3], 3, None, 1, SampleMethod::Stratified, 0)
+        let idx = sample_rows_ordered(&w, 2, 3, &[1, 3], 3, None, 1, SampleMethod::Stratified, 0, None)
             .unwrap();
         assert!(idx[0] >= 0 && idx[1] == -1 && idx[2] == -1);
         assert!(idx[3..].iter().all(|&i| (0..3).contains(&i)));
@@ -419,6 +456,7 @@ mod tests {
             1,
             SampleMethod::Systematic,
             9,
+            None,
         )
         .unwrap();
         let mut sorted = idx.clone();
@@ -439,10 +477,11 @@ mod tests {
             2,
             SampleMethod::Systematic,
             0,
+            None,
         );
         assert!(matches!(bad_perm, Err(Error::InvalidArgument(_))));
         let too_many =
-            sample_rows_ordered(&w, 2, 2, &[3, 1], 2, None, 1, SampleMethod::Systematic, 0);
+            sample_rows_ordered(&w, 2, 2, &[3, 1], 2, None, 1, SampleMethod::Systematic, 0, None);
         assert!(matches!(too_many, Err(Error::InvalidArgument(_))));
         let bad_groups = sample_rows_ordered(
             &w,
@@ -454,12 +493,102 @@ mod tests {
             3,
             SampleMethod::Systematic,
             0,
+            None,
         );
         assert!(matches!(bad_groups, Err(Error::InvalidArgument(_))));
         assert!(matches!(
-            sample_rows_ordered(&w, 2, 2, &[1], 1, None, 1, SampleMethod::Systematic, 0),
+            sample_rows_ordered(&w, 2, 2, &[1], 1, None, 1, SampleMethod::Systematic, 0, None),
             Err(Error::Shape(_))
         ));
+    }
+
+    #[test]
+    fn stream_keys_make_a_row_independent_of_the_others() {
+        // Row with key 7 draws the same whether it is drawn alone or among other rows.
+        let w: Vec<f64> = (0..5 * 6).map(|i| ((i * 37) % 11) as f64 + 0.5).collect();
+        let keys = [3u64, 9, 7, 1, 4];
+        let all = sample_rows_ordered(
+            &w,
+            5,
+            6,
+            &[4; 5],
+            4,
+            None,
+            1,
+            SampleMethod::Multinomial,
+            11,
+            Some(&keys),
+        )
+        .unwrap();
+        let alone = sample_rows_ordered(
+            &w[12..18],
+            1,
+            6,
+            &[4],
+            4,
+            None,
+            1,
+            SampleMethod::Multinomial,
+            11,
+            Some(&[7]),
+        )
+        .unwrap();
+        assert_eq!(&all[8..12], &alone[..]);
+        let bad = sample_rows_ordered(
+            &w,
+            5,
+            6,
+            &[4; 5],
+            4,
+            None,
+            1,
+            SampleMethod::Multinomial,
+            11,
+            Some(&keys[..2]),
+        );
+        assert!(matches!(bad, Err(Error::Shape(_))));
+    }
+
+    #[test]
+    fn keyed_uniforms_are_the_sampler_stream() {
+        // Systematic draws are the inverse CDF at (j + u0) / m with u0 the stream's first uniform.
+        let w = [0.25f64, 0.5, 0.25];
+        let u = keyed_uniforms(5, &[42], 3);
+        assert!(u.iter().all(|x| (0.0..1.0).contains(x)));
+        let idx = sample_rows_ordered(
+            &w,
+            1,
+            3,
+            &[2],
+            2,
+            None,
+            1,
+            SampleMethod::Systematic,
+            5,
+            Some(&[42]),
+        )
+        .unwrap();
+        let cdf = [0.25, 0.75, 1.0];
+        for (j, &i) in idx.iter().enumerate() {
+            let target = (j as f64 + u[0]) / 2.0;
+            assert_eq!(i as usize, cdf.iter().position(|&c| c > target).unwrap());
+        }
+        let multi = sample_rows_ordered(
+            &w,
+            1,
+            3,
+            &[2],
+            2,
+            None,
+            1,
+            SampleMethod::Multinomial,
+            5,
+            Some(&[42]),
+        )
+        .unwrap();
+        for (j, &i) in multi.iter().enumerate() {
+            assert_eq!(i as usize, cdf.iter().position(|&c| c > u[1 + j]).unwrap());
+        }
     }
 
     #[test]

@@ -4,8 +4,9 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use qtransformers_core::sampling::{
-    allocate_shots as core_allocate_shots, sample_rows as core_sample_rows,
-    sample_rows_ordered as core_sample_rows_ordered, SampleMethod,
+    allocate_shots as core_allocate_shots, keyed_uniforms as core_keyed_uniforms,
+    sample_rows as core_sample_rows, sample_rows_ordered as core_sample_rows_ordered,
+    SampleMethod,
 };
 
 use crate::errors::to_py;
@@ -59,9 +60,10 @@ where
 
 /// Draws `shots[r]` (<= `max_shots`) indices for row `r` of `weights` (R, N) along an optional
 /// key order (G, N) shared by `rows_per_order` consecutive rows; returns (R, max_shots) int64,
-/// -1 in unused slots and for rows of total weight 0.
+/// -1 in unused slots and for rows of total weight 0. `streams` (R,) uint64 names each row's
+/// random stream (default: the row index).
 #[pyfunction]
-#[pyo3(signature = (weights, shots, max_shots, order, rows_per_order, method, seed))]
+#[pyo3(signature = (weights, shots, max_shots, order, rows_per_order, method, seed, streams=None))]
 #[allow(clippy::too_many_arguments)]
 fn sample_rows_ordered<'py>(
     py: Python<'py>,
@@ -72,8 +74,16 @@ fn sample_rows_ordered<'py>(
     rows_per_order: usize,
     method: &str,
     seed: u64,
+    streams: Option<PyReadonlyArray1<'py, u64>>,
 ) -> PyResult<Bound<'py, PyArray2<i64>>> {
     let method = SampleMethod::parse(method).map_err(to_py)?;
+    let streams_slice = match &streams {
+        Some(s) => Some(
+            s.as_slice()
+                .map_err(|_| PyTypeError::new_err("streams must be C-contiguous"))?,
+        ),
+        None => None,
+    };
     let shots = shots
         .as_slice()
         .map_err(|_| PyTypeError::new_err("shots must be C-contiguous"))?;
@@ -102,6 +112,7 @@ fn sample_rows_ordered<'py>(
                         rows_per_order,
                         method,
                         seed,
+                        streams_slice,
                     )
                 })
                 .map_err(to_py)?;
@@ -141,10 +152,31 @@ fn allocate_shots<'py>(
     Ok(out.into_pyarray(py))
 }
 
+/// The first `count` uniforms of each row's stream (`streams` (R,) uint64 keys under `seed`);
+/// returns (R, count) float64: uniform 0 is the systematic offset, uniform 1 + j shot j's.
+#[pyfunction]
+#[pyo3(signature = (seed, streams, count))]
+fn keyed_uniforms<'py>(
+    py: Python<'py>,
+    seed: u64,
+    streams: PyReadonlyArray1<'py, u64>,
+    count: usize,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let keys = streams
+        .as_slice()
+        .map_err(|_| PyTypeError::new_err("streams must be C-contiguous"))?;
+    let rows = keys.len();
+    let out = py.detach(|| core_keyed_uniforms(seed, keys, count));
+    let out = numpy::ndarray::Array2::from_shape_vec((rows, count), out)
+        .map_err(|e| PyTypeError::new_err(e.to_string()))?;
+    Ok(out.into_pyarray(py))
+}
+
 /// Adds this file's functions to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sample_rows, m)?)?;
     m.add_function(wrap_pyfunction!(sample_rows_ordered, m)?)?;
     m.add_function(wrap_pyfunction!(allocate_shots, m)?)?;
+    m.add_function(wrap_pyfunction!(keyed_uniforms, m)?)?;
     Ok(())
 }
