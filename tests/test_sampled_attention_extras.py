@@ -36,8 +36,10 @@ def test_performer_and_nystrom_approach_exact_attention():
     causal, _ = exact_attention(q, k, v, is_causal=True)
     fine_causal = performer_attention(q, k, v, is_causal=True, num_features=4096, generator=torch.Generator().manual_seed(1))
     assert _rel(fine_causal, causal) < 0.05
-    assert _rel(nystrom_attention(q, k, v, num_landmarks=64), exact) < 1e-3
-    assert _rel(nystrom_attention(q, k, v, num_landmarks=4), exact) > 1e-3
+    # With one landmark per position Nyström is exact once the pinv iteration has converged.
+    assert _rel(nystrom_attention(q, k, v, num_landmarks=64, pinv_iterations=30), exact) < 1e-3
+    assert _rel(nystrom_attention(q, k, v, num_landmarks=64, pinv_iterations=6), exact) > 1e-2
+    assert _rel(nystrom_attention(q, k, v, num_landmarks=4, pinv_iterations=30), exact) > 1e-3
 
 
 def test_linformer_key_mask_determinism_and_limits():
