@@ -2,52 +2,60 @@
 
 Each attention row is a state with amplitudes sqrt(p_i), p_i = softmax(q_i·Kᵀ·scale + mask). The
 *simulator* computes p (that is the quantum device, and costs what exact attention costs); the
-*estimator* sees p only as a measurement would: through the key indices J it draws and their
-probabilities p_J. Classical side information is allowed only when it is cheaper than exact
-attention, and its cost is reported by :func:`side_information_cost`.
+*estimator* sees p through the key indices J it draws and their probabilities p_J. Everything
+classical an estimator computes besides the draws (value orders, block scores, and the row
+normaliser that any use of a normalised p_J needs) is counted by :func:`side_information_cost`.
 
 Estimators of O_i = Σ_j p_ij v_j (m shots per row; all unbiased, E[Ô] = O):
 
 * ``naive``: J_1..J_m i.i.d. ~ p_i (multinomial), Ô = (1/m) Σ_s v_{J_s}.
 * ``stratified``: systematic sampling (one uniform offset, m equally spaced points on the CDF)
-  along a key order that keeps keys with similar values together (:func:`value_order`, a path
-  over v's two leading principal axes), so each stratum holds similar values; with the
-  Horvitz-Thompson weights of systematic
-  sampling: key j is drawn with probability π_j = min(1, m·p_j), and
-  Ô = Σ_{distinct drawn j} p_j v_j / π_j. Keys with p_j >= 1/m are always drawn and enter
-  exactly; the rest enter with weight 1/m.
-* ``hybrid``: a pilot of m/4 multinomial shots finds up to ``top_k`` candidates (the drawn keys
-  with the largest observed p_J: a search that scores no key); they enter exactly,
+  along a key order, with the Horvitz-Thompson weights of systematic sampling: key j is drawn
+  with probability π_j = min(1, m·p_j), and Ô = Σ_{distinct drawn j} p_j v_j / π_j. Keys with
+  p_j >= 1/m are always drawn and enter exactly; the rest enter with weight 1/m.
+* ``hybrid``: a pilot of m/4 multinomial shots finds up to ``top_k`` candidates (the distinct
+  drawn keys with the largest p_J: a search that scores no key); they enter exactly,
   Σ_{j∈T} p_j v_j, and the other 3m/4 shots estimate the remainder with the stratified
   estimator, shots landing in T counting zero. Unbiased given T, hence unbiased.
 * ``adaptive=True``: a pilot of m0 = m/4 shots of the backend's own design estimates each row's
-  entropy Ĥ_i = -mean log p_J (unbiased, every draw has marginal p); the remaining shots of the
-  head, L·(m - m0) in total, are split across rows in proportion to sqrt(1 - exp(-Ĥ_i)) (the
-  standard deviation of a row uniform over exp(H) keys), at least one each, by largest
-  remainders. The pilot's estimate enters with the fixed weight m0/m and the main run's with
-  (m - m0)/m; both are unbiased (the main run given the allocation), so the mix is too. With a
-  control variate the pilot (which has none) would add more variance than it removes, so there
-  it is spent on the allocation only.
-* ``control_variate=True`` (``cv_kind="block"``, the default): the block control variate of
-  :mod:`qtransformers.functional.block_cv`. Keys are grouped in blocks of ``cv_block`` consecutive
-  positions (default ``min(8, S // (4m))``, so scoring blocks costs at most 1/4 of exact
-  attention) laid out along the value order of the block means; for each shot the estimator
-  scores the shot's block classically and uses g = v_J - μ_B(J) (known expectation 0) with a
-  coefficient β_i estimated from the head's other rows: Ô_cv = Σ_s w_s^B [v_J - β_i g_s].
-  Unbiased (β_i is independent of row i's shots); β = 1 is the Rao-Blackwellised estimator.
+  entropy Ĥ_i = -mean log p_J; the remaining shots of the head, L·(m - m0) in total, are split
+  across rows in proportion to sqrt(1 - exp(-Ĥ_i)), at least one each, by largest remainders.
+  The pilot's estimate enters with weight m0/m and the main run's with (m - m0)/m (for
+  ``hybrid`` the pilot only finds candidates). Unbiased given the allocation, hence unbiased.
+  A row's allocation depends on every other row of its head, so ``adaptive`` refuses any
+  ``attn_mask`` or ``is_causal``.
+* ``control_variate=True`` (``cv_kind="block"``, the default): keys are grouped in blocks of
+  ``cv_block`` consecutive keys on the key order (default ``min(8, S // (4m))``); for each shot
+  the estimator scores the shot's block classically and replaces v_J by the block's mean
+  μ_B = Σ_{j∈B} softmax_B(s)_j v_j, Ô_cv = Σ_s w_s μ_{B(J_s)}, with the design's own weights w_s.
+  Since Σ_j p_j μ_{B(j)} = Σ_B P_B μ_B = O and the weights are unbiased for any function of the
+  key, Ô_cv is unbiased under every design, with no coefficient to estimate. It is the control
+  variate v_J - μ_B (known mean 0) with coefficient 1, the optimum for i.i.d. shots since
+  E[v_J | B] = μ_B (Rao-Blackwellisation).
 * ``cv_kind="favor"``: a FAVOR+ linear-attention estimate Ã_i = Σ_j c_ij v_j (``cv_features``
-  positive random features, O((L+S)·r·Ev), no score matrix) has known expectation under the
-  design, E[Σ_s w_s (c_J / p_J) v_J] = Ã_i; Ô_cv = Ô - β_i (Ĉ - Ã_i) with β_i from the other
-  rows. Also unbiased; on the measured regimes it removes almost no variance (see README).
+  positive random features) has known expectation under the design, E[Σ_s w_s (c_J / p_J) v_J] =
+  Ã_i; Ô_cv = Ô - β_i (Ĉ - Ã_i) with β_i the least-squares coefficient of the head's *other*
+  rows (independent of row i's shots, so still unbiased). Because β_i reads other rows, it
+  refuses any ``attn_mask`` or ``is_causal``.
+
+Design under masks (``key_order="auto"``): with no mask, keys are laid out along
+:func:`value_order` (a path over v's two leading principal axes, so each stratum holds similar
+values); with a mask that is the same for every query row (key padding), along the value order
+of the visible keys only; with ``is_causal`` or any mask that differs between rows, in position
+order, so a row's draws never depend on keys it cannot see. ``key_order="value"`` with such a
+mask raises. Randomness: each row (b, h, t) reads its own random stream keyed by its head
+b·H + h and its absolute position t (:func:`qtransformers.functional.sampling.row_uniforms`), so
+its shots do not depend on how many rows follow it (prefix consistency).
 
 Gradients (the estimator of ∂O): v gets the pathwise gradient Σ_s w_s ∂v_{J_s}; q and k get the
 score-function (REINFORCE) estimate Σ_s w_s (v_{J_s} - b_s)·∂s_{J_s} at the drawn indices only,
 with the leave-one-out baseline b_s = (Ô - w_s v_{J_s}) / (Σ_t w_t - w_s). For i.i.d. shots
-(naive) b_s is independent of shot s and the gradient is unbiased (tested to 5 standard
-errors); for systematic shots the strata share one offset, b_s is not independent of shot s,
-and the q/k gradient carries a bias that shrinks with m (measured ~10% of the gradient at m=8
-on a 6-key toy; v's gradient stays unbiased). With a control variate the
-forward value uses Ô_cv and the gradient is the plain estimator's.
+(naive) b_s is independent of shot s and the gradient is unbiased; for systematic shots the
+strata share one offset, b_s is not independent of shot s, and the q/k gradient carries a bias
+that shrinks with m. A row with a single weighted shot has no leave-one-out baseline: it uses
+b = 0 and the exact score function ∂ log p_J = ∂s_J - ∂ log Z_i (unbiased), which needs that
+row's scores against every key in the backward pass. With a control variate the forward value
+uses Ô_cv and the gradient is the plain estimator's.
 """
 
 from __future__ import annotations
@@ -65,9 +73,9 @@ from qtransformers.functional.approximate import (
     orthogonal_gaussian,
 )
 from qtransformers.functional.attention import exact_attention, safe_softmax, scaled_scores
-from qtransformers.functional.masks import sdpa_mask_to_additive
-from qtransformers.functional.sampling import allocate_shots, draw_rows
 from qtransformers.functional.block_cv import block_control_variate, default_block
+from qtransformers.functional.masks import sdpa_mask_to_additive
+from qtransformers.functional.sampling import allocate_shots, draw_rows, row_uniforms, seed_from
 from qtransformers.functional.shots import gather_rows, horvitz_thompson, leave_one_row_out_beta
 
 BACKENDS = ("exact", "naive", "stratified", "hybrid")
@@ -91,7 +99,7 @@ def quantum_attention(
     dropout_p: float = 0.0,
     cv_features: int | None = None,
     sampler: str = "auto",
-    key_order: str = "value",
+    key_order: str = "auto",
     cv_kind: str = "block",
     cv_block: int | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
@@ -100,11 +108,12 @@ def quantum_attention(
     q (B,H,L,E), k (B,H,S,E), v (B,H,S,Ev); ``attn_mask`` bool (True = takes part) or additive
     float, broadcastable to (B,H,L,S). See the module docstring for the estimators. Masked keys
     are never drawn; fully masked rows give zeros. ``sampler`` = "torch" (any device), "rust"
-    (host, ``qtransformers._core``) or "auto" (Rust for CPU tensors, where it measured faster,
-    torch otherwise). ``key_order`` = "value" (:func:`value_order`) or "position"
-    (keys in their own order; a row's draws then never depend on later keys). With
-    ``need_weights`` the second output is the estimator's sparse weight matrix (an unbiased
-    estimate of the attention probabilities).
+    (host, ``qtransformers._core``) or "auto" (Rust for CPU tensors, torch otherwise); both draw
+    the same shots for the same generator state. ``key_order`` = "auto" (value order without a
+    row-dependent mask, position order with one), "value" or "position". ``dropout_p`` drops
+    each shot's weight with that probability and rescales the rest by 1/(1 - p), before any
+    control variate reads them. With ``need_weights`` the second output is the estimator's
+    sparse weight matrix (an unbiased estimate of the attention probabilities).
     """
     check_qkv(q, k, v)
     if backend not in BACKENDS:
@@ -117,49 +126,69 @@ def quantum_attention(
         raise InvalidArgumentError(f"cv_kind must be 'block' or 'favor', got {cv_kind!r}")
     if control_variate and cv_kind == "block" and backend == "hybrid":
         raise InvalidArgumentError("the block control variate does not combine with backend='hybrid'; use cv_kind='favor'")
-    if key_order not in ("value", "position"):
-        raise InvalidArgumentError(f"key_order must be 'value' or 'position', got {key_order!r}")
+    if cv_block is not None and (not isinstance(cv_block, int) or cv_block < 1):
+        raise InvalidArgumentError(f"cv_block must be None or a positive int, got {cv_block!r}")
+    if key_order not in ("auto", "value", "position"):
+        raise InvalidArgumentError(f"key_order must be 'auto', 'value' or 'position', got {key_order!r}")
     if sampler not in ("auto", "torch", "rust"):
         raise InvalidArgumentError(f"sampler must be 'auto', 'torch' or 'rust', got {sampler!r}")
-    if sampler == "auto":
-        sampler = "rust" if q.device.type == "cpu" else "torch"
+    if not 0.0 <= dropout_p <= 1.0:
+        raise InvalidArgumentError(f"dropout_p must be in [0, 1], got {dropout_p}")
     if backend == "exact":
         out, weights = exact_attention(
             q, k, v, attn_mask, dropout_p, is_causal, scale=scale, need_weights=need_weights, generator=generator
         )
         return (out, weights) if need_weights else out
+    structure = mask_structure(attn_mask, is_causal)
+    # Designs that let a row's output depend on the head's other rows refuse masks.
+    if structure != "none" and (adaptive or (control_variate and cv_kind == "favor")):
+        if adaptive:
+            raise InvalidArgumentError(
+                "adaptive=True splits each head's shots across its rows by their entropies, so with attn_mask or "
+                "is_causal a row's shots would depend on rows that see what it cannot; use adaptive=False")
+        raise InvalidArgumentError(
+            "cv_kind='favor' estimates its coefficient from the head's other rows, so with attn_mask or "
+            "is_causal a row would depend on rows that see what it cannot; use cv_kind='block'")
+    if key_order == "value" and structure == "rows_differ":
+        raise InvalidArgumentError(
+            "key_order='value' orders keys by all their values, so with is_causal or a mask that differs "
+            "between query rows a row's draws would depend on keys it cannot see; use key_order='position'")
+    if key_order == "auto":
+        key_order = "position" if structure == "rows_differ" else "value"
+    if sampler == "auto":
+        sampler = "rust" if q.device.type == "cpu" else "torch"
     scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else scale
+    work = torch.float64 if q.dtype == torch.float64 else torch.float32
     with torch.no_grad():  # the simulated device
-        probs = safe_softmax(scaled_scores(q.detach(), k.detach(), attn_mask, is_causal, scale).float())
+        probs = safe_softmax(scaled_scores(q.detach().to(work), k.detach().to(work), attn_mask, is_causal, scale))
+    b, h, length, source = probs.shape
     block = 1
     if control_variate and cv_kind == "block":
-        block = cv_block or default_block(k.size(-2), num_samples)
-    plan = _draw(probs, v, backend, num_samples, adaptive, top_k, generator, sampler, key_order, block,
-                 reuse_pilot=not control_variate)
-    idx, weights = plan["idx"], plan["weights"]
+        block = cv_block or default_block(source, num_samples)
+    order = None
+    if backend != "naive" and key_order == "value":
+        visible_v = v.detach() if structure == "none" else v.detach() * _visible_keys(attn_mask).unsqueeze(-1)
+        visible_v = visible_v.expand(b, h, source, v.size(-1))
+        order = (value_order(visible_v) if block == 1 else block_value_order(visible_v, block)).reshape(b * h, source)
+    streams = row_streams(b * h, length, probs.device)
+    idx, weights = _draw(probs.reshape(-1, source), order, length, backend, num_samples, adaptive, top_k,
+                         generator, sampler, streams)
     if dropout_p > 0.0:
-        keep = torch.rand(weights.shape, generator=generator, device=weights.device) >= dropout_p
-        weights = weights * keep / (1.0 - dropout_p)
+        keep = row_uniforms(seed_from(generator), streams, weights.size(-1), weights.device) >= dropout_p
+        weights = weights * keep / max(1.0 - dropout_p, 1e-30)
+    idx, weights = idx.view(b, h, length, -1), weights.view(b, h, length, -1)
     v_drawn = gather_rows(v, idx)  # (B,H,L,M,Ev)
     w = weights.to(v.dtype).unsqueeze(-1)
     estimate = (w * v_drawn).sum(-2)
     value = estimate.detach()
-    if control_variate:
-        if cv_kind == "favor":
-            value = _favor_control_variate(q, k, v, attn_mask, is_causal, scale, probs, plan, v_drawn, value,
-                                           cv_features or num_samples, generator)
-        else:
-            value = block_control_variate(q, k, v, attn_mask, is_causal, scale, probs, plan, block)
+    if control_variate and cv_kind == "favor":
+        value = _favor_control_variate(q, k, v, scale, probs, idx, weights, v_drawn, value, cv_features or num_samples,
+                                       generator)
+    elif control_variate:
+        value = block_control_variate(q, k, v, attn_mask, is_causal, scale, idx, weights, order, block).to(v.dtype)
     out = value + (estimate - estimate.detach())
     if q.requires_grad or k.requires_grad:
-        s_drawn = (q.unsqueeze(-2) * gather_rows(k, idx)).sum(-1) * scale  # (B,H,L,M)
-        # Leave-one-out baseline: the estimate without shot s, renormalised by the remaining weight.
-        vd = v_drawn.detach()
-        plain = estimate.detach().unsqueeze(-2)
-        rest = w.sum(-2, keepdim=True) - w
-        baseline = torch.where(rest > 0, (plain - w * vd) / rest.clamp_min(1e-30), plain)
-        centred = (vd - baseline) * w
-        out = out + (centred * (s_drawn - s_drawn.detach()).unsqueeze(-1)).sum(-2)
+        out = out + _score_function_term(q, k, attn_mask, is_causal, scale, idx, w, v_drawn, estimate)
     out = out.to(v.dtype)
     if not need_weights:
         return out
@@ -168,19 +197,46 @@ def quantum_attention(
     return out, dense
 
 
+def mask_structure(attn_mask: Tensor | None, is_causal: bool) -> str:
+    """"none" (no mask), "rows_same" (every query row sees the same keys) or "rows_differ"."""
+    if is_causal:
+        return "rows_differ"
+    if attn_mask is None:
+        return "none"
+    if attn_mask.dim() < 2 or attn_mask.size(-2) == 1 or bool((attn_mask == attn_mask[..., :1, :]).all()):
+        return "rows_same"
+    return "rows_differ"
+
+
+def _visible_keys(attn_mask: Tensor) -> Tensor:
+    """(..., S) float 1/0: the keys a row-invariant mask lets take part."""
+    row = attn_mask if attn_mask.dim() < 2 else attn_mask[..., 0, :]
+    visible = row if row.dtype == torch.bool else row > float("-inf")
+    return visible.float()
+
+
+def row_streams(groups: int, length: int, device: torch.device) -> Tensor:
+    """(groups·length,) int64 stream keys: row t of head g reads stream g·2³² + t."""
+    heads = torch.arange(groups, dtype=torch.int64, device=device).unsqueeze(-1) * (1 << 32)
+    return (heads + torch.arange(length, dtype=torch.int64, device=device)).reshape(-1)
+
+
 def value_order(v: Tensor, bins: int = 4) -> Tensor:
     """Key order (B,H,S) that keeps keys with similar values together; O(S·Ev²) per head.
 
     Keys are cut into ``bins`` equal-count bands along v's leading principal axis and, inside
     each band, sorted along the second axis in alternating direction (a boustrophedon path), so
-    neighbours on the order are close in the two leading value directions.
+    neighbours on the order are close in the two leading value directions (with Ev = 1: sorted
+    by value).
     """
     with torch.no_grad():
         centred = (v - v.mean(-2, keepdim=True)).double()
-        axes = torch.linalg.eigh(centred.transpose(-2, -1) @ centred).eigenvectors[..., -2:]  # (B,H,Ev,2)
-        proj = centred @ axes  # (B,H,S,2): [..., 1] leading, [..., 0] second
-        band = proj[..., 1].argsort(-1).argsort(-1) * bins // v.size(-2)
-        along = torch.where(band % 2 == 0, proj[..., 0], -proj[..., 0])
+        axes = torch.linalg.eigh(centred.transpose(-2, -1) @ centred).eigenvectors[..., -2:]  # (B,H,Ev,<=2)
+        proj = centred @ axes  # (B,H,S,<=2): [..., -1] leading, [..., -2] second
+        lead = proj[..., -1]
+        second = proj[..., -2] if proj.size(-1) > 1 else torch.zeros_like(lead)
+        band = lead.argsort(-1).argsort(-1) * bins // v.size(-2)
+        along = torch.where(band % 2 == 0, second, -second)
         span = along.abs().amax(-1, keepdim=True) + 1.0
         return (band * 4 * span + along).argsort(dim=-1)
 
@@ -200,57 +256,36 @@ def block_value_order(v: Tensor, block: int) -> Tensor:
     return keys[keys < source].view(*v.shape[:-2], source) if pad else keys
 
 
-def _draw(probs, v, backend, m, adaptive, top_k, generator, sampler, key_order, block=1, reuse_pilot=True) -> dict:
-    """Shot indices (B,H,L,M) and detached estimator weights (B,H,L,M) for the chosen design."""
-    b, h, length, source = probs.shape
-    rows = probs.reshape(-1, source)
+def _draw(rows, order, length, backend, m, adaptive, top_k, generator, sampler, streams) -> tuple[Tensor, Tensor]:
+    """Shot indices (R, M) and detached estimator weights (R, M) of the chosen design for rows (R, S)."""
     alive = rows.sum(-1) > 0
     pilot = max(1, m // 4) if (adaptive or backend == "hybrid") else 0
     method = "multinomial" if backend == "naive" else "systematic"
-    order = None
-    if method == "systematic" and key_order == "value":
-        order = (value_order(v) if block == 1 else block_value_order(v, block)).reshape(b * h, source)
-    extra_idx, extra_w = [], []
-    pilot_idx = None
+
+    def draw(shots: Tensor, how: str) -> Tensor:
+        return draw_rows(rows, shots, how, generator=generator, order=order, rows_per_order=length,
+                         sampler=sampler, streams=streams)
+
+    def full(count: int) -> Tensor:
+        return torch.full((rows.size(0),), count, dtype=torch.int64, device=rows.device) * alive
+
     # The hybrid pilot hunts candidates (i.i.d. draws); the adaptive pilot is a first, smaller
     # run of the backend's own design whose estimate also enters the output with weight pilot/m.
-    pilot_method = "multinomial" if backend == "hybrid" else method
-    if pilot:
-        pilot_shots = torch.full((rows.size(0),), pilot, dtype=torch.int64, device=rows.device) * alive
-        pilot_idx = draw_rows(rows, pilot_shots, pilot_method, generator=generator, order=order,
-                              rows_per_order=length, sampler=sampler)
-    main = m - pilot if pilot else m
-    if adaptive:
-        shots = adaptive_shots(rows, pilot_idx, length, main, sampler=sampler)
-    else:
-        shots = torch.full((rows.size(0),), main, dtype=torch.int64, device=rows.device) * alive
-    idx = draw_rows(rows, shots, method, generator=generator, order=order, rows_per_order=length, sampler=sampler)
-    safe_idx, weights = _design_weights(rows, idx, shots, method)
-    pilot_fraction = 0.0
-    if adaptive and backend != "hybrid" and reuse_pilot:
-        pilot_fraction = pilot / m
-        p_idx, p_w = _design_weights(rows, pilot_idx, pilot_shots, method)
-        weights = weights * (1.0 - pilot_fraction)
-        extra_idx.append(p_idx)
-        extra_w.append(p_w * pilot_fraction)
+    pilot_idx = draw(full(pilot), "multinomial" if backend == "hybrid" else method) if pilot else None
+    shots = adaptive_shots(rows, pilot_idx, length, m - pilot, sampler=sampler) if adaptive else full(m - pilot)
+    idx, weights = _design_weights(rows, draw(shots, method), shots, method)
+    parts_idx, parts_w = [idx], [weights]
+    if adaptive and backend != "hybrid":
+        p_idx, p_w = _design_weights(rows, pilot_idx, full(pilot), method)
+        parts_w[0] = weights * (1.0 - pilot / m)
+        parts_idx.append(p_idx)
+        parts_w.append(p_w * (pilot / m))
     if backend == "hybrid" and (top_k is None or top_k > 0):
-        k_max = pilot if top_k is None else min(top_k, pilot)
-        cand, cand_w, in_cand = _candidates(rows, pilot_idx, k_max, safe_idx)
-        weights = weights * ~in_cand
-        extra_idx.append(cand)
-        extra_w.append(cand_w)
-    if extra_idx:
-        safe_idx = torch.cat([safe_idx, *extra_idx], dim=1)
-        weights = torch.cat([weights, *extra_w], dim=1)
-    return {
-        "idx": safe_idx.view(b, h, length, -1),
-        "weights": weights.view(b, h, length, -1),
-        "shots": shots.view(b, h, length),
-        "pilot": pilot,
-        "order": order,
-        "systematic": method == "systematic",
-        "pilot_fraction": pilot_fraction,
-    }
+        cand, cand_w, in_cand = _candidates(rows, pilot_idx, pilot if top_k is None else min(top_k, pilot), idx)
+        parts_w[0] = parts_w[0] * ~in_cand
+        parts_idx.append(cand)
+        parts_w.append(cand_w)
+    return torch.cat(parts_idx, dim=1), torch.cat(parts_w, dim=1)
 
 
 def _design_weights(rows: Tensor, idx: Tensor, shots: Tensor, method: str) -> tuple[Tensor, Tensor]:
@@ -278,74 +313,92 @@ def adaptive_shots(rows: Tensor, pilot_idx: Tensor, length: int, per_row: int, *
 
 
 def _candidates(rows: Tensor, pilot_idx: Tensor, k_max: int, main_idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Up to ``k_max`` distinct pilot-drawn keys per row with the largest observed p (exact part).
+    """Up to ``k_max`` distinct pilot-drawn keys per row with the largest p (the exact part).
 
-    Returns candidate indices (R, k_max), their weights p_j (0 for padding/duplicates), and a
-    mask (R, M) of main shots that landed on a candidate.
+    Duplicates are found by key index (keys with tied p stay distinct), and ties in p are broken
+    by the lower index. Returns candidate indices (R, m0), their weights p_j (0 for padding,
+    duplicates and keys past ``k_max``), and a mask (R, M) of main shots that landed on a candidate.
     """
-    valid = pilot_idx >= 0
-    p_pilot = torch.where(valid, rows.gather(1, pilot_idx.clamp_min(0)), -1.0)
-    ordered_p, pos = p_pilot.sort(dim=-1, descending=True)
-    ordered_idx = pilot_idx.clamp_min(0).gather(1, pos)
-    first = torch.ones_like(ordered_idx, dtype=torch.bool)
-    first[:, 1:] = ordered_idx[:, 1:] != ordered_idx[:, :-1]  # equal p -> equal key (adjacent after sort)
-    first &= ordered_p >= 0
-    rank = first.cumsum(-1)
-    keep = first & (rank <= k_max)
+    sentinel = rows.size(1)
+    by_index, _ = torch.where(pilot_idx >= 0, pilot_idx, sentinel).sort(dim=-1)
+    first = torch.ones_like(by_index, dtype=torch.bool)
+    first[:, 1:] = by_index[:, 1:] != by_index[:, :-1]
+    first &= by_index < sentinel
+    keys = by_index.clamp(max=sentinel - 1)
+    p = torch.where(first, rows.gather(1, keys), -1.0)
+    ordered_p, pos = p.sort(dim=-1, descending=True, stable=True)
+    ordered_idx = keys.gather(1, pos)
+    keep = (ordered_p >= 0) & (torch.arange(pos.size(1), device=pos.device) < k_max)
     cand_w = torch.where(keep, ordered_p, 0.0)
     in_cand = ((main_idx.unsqueeze(-1) == ordered_idx.unsqueeze(-2)) & keep.unsqueeze(-2)).any(-1)
     return ordered_idx, cand_w, in_cand
 
 
-def _favor_control_variate(q, k, v, attn_mask, is_causal, scale, probs, plan, v_drawn, estimate, features,
-                           generator):
-    """Ô - β(Ĉ - Ã): the FAVOR+ estimate Ã with known expectation, β from the other rows."""
+def _score_function_term(q, k, attn_mask, is_causal, scale, idx, w, v_drawn, estimate) -> Tensor:
+    """Zero-valued term (B,H,L,Ev) whose gradient is the score-function estimate of ∂O/∂q, ∂O/∂k."""
+    s_drawn = (q.unsqueeze(-2) * gather_rows(k, idx)).sum(-1) * scale  # (B,H,L,M)
+    vd = v_drawn.detach()
+    plain = estimate.detach().unsqueeze(-2)
+    rest = w.sum(-2, keepdim=True) - w
+    # Leave-one-out baseline: the estimate without shot s, renormalised by the remaining weight.
+    baseline = torch.where(rest > 0, (plain - w * vd) / rest.clamp_min(1e-30), 0.0)
+    term = ((vd - baseline) * w * (s_drawn - s_drawn.detach()).unsqueeze(-1)).sum(-2)
+    single = ((w > 0) & (rest <= 0)).any(-2)  # (B,H,L,1): one weighted shot, no baseline
+    if bool(single.any()):
+        scores = torch.where(single, scaled_scores(q, k, attn_mask, is_causal, scale), 0.0)
+        log_z = torch.logsumexp(scores, dim=-1, keepdim=True)
+        term = term - torch.where(single, estimate.detach(), 0.0) * (log_z - log_z.detach())
+    return term
+
+
+def _favor_control_variate(q, k, v, scale, probs, idx, weights, v_drawn, estimate, features, generator):
+    """Ô - β(Ĉ - Ã) without a mask: the FAVOR+ estimate Ã with known expectation, β from the other rows."""
     with torch.no_grad():
-        w = orthogonal_gaussian(features, q.size(-1), generator=generator, dtype=torch.float32, device=q.device)
+        w = orthogonal_gaussian(features, q.size(-1), generator=generator, dtype=probs.dtype, device=q.device)
         root = math.sqrt(scale)
-        fq = favor_features(q.detach().float() * root, w, is_query=True)
-        fk = favor_features(k.detach().float() * root, w, is_query=False)
-        num, den = linear_attention_parts(fq, fk, v.detach().float(), attn_mask, is_causal)
+        fq = favor_features(q.detach().to(probs.dtype) * root, w, is_query=True)
+        fk = favor_features(k.detach().to(probs.dtype) * root, w, is_query=False)
+        num, den = linear_attention_parts(fq, fk, v.detach().to(probs.dtype), None, False)
         den = den.clamp_min(1e-30)
         approx = num / den.unsqueeze(-1)  # Ã (B,H,L,Ev)
-        idx, weights = plan["idx"], plan["weights"]
         c_drawn = (fq.unsqueeze(-2) * gather_rows(fk, idx)).sum(-1) / den.unsqueeze(-1)
-        c_drawn = c_drawn * _mask_factor(attn_mask, idx, probs.shape)
         p_drawn = probs.gather(-1, idx)
         ratio = torch.where(weights > 0, c_drawn / p_drawn.clamp_min(1e-30), 0.0)
-        vd = v_drawn.detach().float()
+        vd = v_drawn.detach().to(probs.dtype)
         y = weights.unsqueeze(-1) * vd  # per-shot terms of Ô
         x = (weights * ratio).unsqueeze(-1) * vd  # per-shot terms of Ĉ
-        cv_hat = x.sum(-2)
         beta = leave_one_row_out_beta(y, x, weights)
-        alive = (probs.sum(-1, keepdim=True) > 0)
-        corrected = estimate.float() - beta * (cv_hat - approx)
+        alive = probs.sum(-1, keepdim=True) > 0
+        corrected = estimate.to(probs.dtype) - beta * (x.sum(-2) - approx)
         return torch.where(alive, corrected, 0.0).to(estimate.dtype)
 
 
-def _mask_factor(attn_mask: Tensor | None, idx: Tensor, shape) -> Tensor:
-    """exp(additive mask) at the drawn entries (1 for boolean masks on drawn, hence allowed, keys)."""
-    if attn_mask is None or attn_mask.dtype == torch.bool:
-        return torch.ones((), device=idx.device)
-    additive = sdpa_mask_to_additive(attn_mask, torch.float32).expand(shape)
-    return torch.exp(additive.gather(-1, idx))
-
-
 def side_information_cost(length: int, source: int, head_dim: int, value_dim: int, *, num_samples: int,
-                          control_variate: bool, backend: str, cv_kind: str = "block", cv_block: int | None = None,
-                          cv_features: int | None = None, causal_or_unmasked: bool = True) -> dict[str, int]:
-    """Multiply-adds per head of the estimator's classical side information vs exact attention."""
+                          control_variate: bool, backend: str, adaptive: bool = False, key_order: str = "value",
+                          cv_kind: str = "block", cv_block: int | None = None,
+                          cv_features: int | None = None) -> dict[str, int]:
+    """Multiply-adds per head of everything an estimator computes besides its draws, vs exact attention.
+
+    Returns ``exact_macs`` (L·S·(E + Ev)), ``normaliser_macs``, ``side_information_macs`` (the
+    total, normaliser included) and ``estimator_macs``. The row normaliser Σ_j exp(s_j) costs
+    L·S·E, the score half of exact attention; every estimator that reads a *normalised* p_J needs
+    it: the stratified and hybrid weights (π_j = min(1, m·p_j), the candidates' p_j), the adaptive
+    entropy estimate and the FAVOR+ control variate. Only ``naive`` (weights 1/m), with or without
+    the block control variate (block means are normalised within the block), does without it.
+    The value order costs S·Ev² (the eigen-decomposition of an Ev×Ev matrix is not counted).
+    """
     exact = length * source * (head_dim + value_dim)
-    side = source * value_dim * value_dim if backend in ("stratified", "hybrid") else 0  # value order
+    needs_normaliser = backend in ("stratified", "hybrid") or adaptive or (control_variate and cv_kind == "favor")
+    normaliser = length * source * head_dim if needs_normaliser else 0
+    side = normaliser
+    if backend != "naive" and key_order == "value":
+        side += source * value_dim * value_dim
     if control_variate and cv_kind == "block":
         block = cv_block or default_block(source, num_samples)
         side += length * num_samples * block * (head_dim + value_dim)
     elif control_variate:
         r = cv_features or num_samples
-        if causal_or_unmasked:
-            side += (length + source) * r * (head_dim + value_dim)
-        else:
-            side += length * source * r + (length + source) * r * head_dim
-        side += length * num_samples * r
+        side += (length + source) * r * (head_dim + value_dim) + length * num_samples * r
     estimator = length * num_samples * value_dim
-    return {"exact_macs": exact, "side_information_macs": side, "estimator_macs": estimator}
+    return {"exact_macs": exact, "normaliser_macs": normaliser, "side_information_macs": side,
+            "estimator_macs": estimator}

@@ -1,9 +1,16 @@
 """Row samplers: draw measurement-shot indices from rows of attention probabilities.
 
 :func:`sample_rows` runs the Rust sampler (``qtransformers._core``) on CPU tensors;
-:func:`sample_rows_ref` is the plain PyTorch reference with the same distribution
-(same marginals and strata, not the same random stream). Both take (R, N) weights
-and return (R, shots) int64 indices, -1 for rows whose weights sum to zero.
+:func:`sample_rows_ref` is the plain PyTorch reference (inverse CDF with ``torch.searchsorted``).
+Both take (R, N) weights and return (R, shots) int64 indices, -1 for rows whose weights sum to
+zero.
+
+Randomness: each call draws one 63-bit seed from the ``generator``; row r then reads its own
+ChaCha8 stream ``streams[r]`` under that seed (:func:`row_uniforms`; default stream r). Callers
+key a row's stream by what identifies it (attention: its head and absolute position), so a row
+draws the same shots whatever other rows are drawn with it. Both samplers read the same
+uniforms (uniform 0: the systematic offset; uniform 1 + j: shot j), so for the same generator
+state they return the same indices.
 """
 
 from __future__ import annotations
@@ -35,6 +42,21 @@ def seed_from(generator: torch.Generator | None) -> int:
     """A 63-bit seed drawn from ``generator`` (or torch's global RNG when None)."""
     where = generator.device if generator is not None else torch.device("cpu")
     return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, dtype=torch.int64, device=where).item())
+
+
+def row_uniforms(seed: int, streams: Tensor, count: int, device: torch.device | str = "cpu") -> Tensor:
+    """(R, count) float64 uniforms in [0, 1): row r's first ``count`` of ChaCha8 stream ``streams[r]``."""
+    keys = streams.detach().to("cpu", torch.int64).contiguous().numpy().astype(np.uint64)
+    out = _core.keyed_uniforms(int(seed), keys, int(count))
+    return torch.from_numpy(np.asarray(out)).to(device)
+
+
+def _streams(streams: Tensor | None, rows: int) -> Tensor:
+    if streams is None:
+        return torch.arange(rows, dtype=torch.int64)
+    if streams.shape != (rows,):
+        raise ShapeError(f"streams must have one key per row, shape ({rows},), got {tuple(streams.shape)}")
+    return streams
 
 
 def sample_rows(
@@ -77,16 +99,20 @@ def draw_rows_ref(
     generator: torch.Generator | None = None,
     order: Tensor | None = None,
     rows_per_order: int = 1,
+    streams: Tensor | None = None,
 ) -> Tensor:
     """PyTorch sampler of :func:`draw_rows`: ``shots[r]`` draws for row r along an optional key order.
 
     weights (R, N) non-negative, shots (R,) int64, order (G, N) permutations shared by
-    ``rows_per_order`` consecutive rows. Returns (R, max(shots)) int64 original key indices,
-    -1 in unused slots and for rows of total weight 0. Runs on the weights' device.
+    ``rows_per_order`` consecutive rows, streams (R,) int64 stream keys (default: row index).
+    Returns (R, max(shots)) int64 original key indices, -1 in unused slots and for rows of total
+    weight 0. Runs on the weights' device (the uniforms are made on the host).
     """
     _check(weights, 0, method)
     rows, n = weights.shape
+    keys = _streams(streams, rows)
     max_shots = int(shots.max()) if shots.numel() else 0
+    uniforms = row_uniforms(seed_from(generator), keys, max_shots + 1, weights.device)
     w = weights.detach().double()
     if order is not None:
         perm = order.to(w.device).repeat_interleave(rows_per_order, dim=0)
@@ -96,11 +122,11 @@ def draw_rows_ref(
     m = shots.to(device=w.device, dtype=torch.float64).clamp_min(1).unsqueeze(-1)
     strata = torch.arange(max_shots, dtype=torch.float64, device=w.device)
     if method == "multinomial":
-        u = torch.rand(rows, max_shots, dtype=torch.float64, device=w.device, generator=generator)
+        u = uniforms[:, 1:]
     elif method == "stratified":
-        u = (strata + torch.rand(rows, max_shots, dtype=torch.float64, device=w.device, generator=generator)) / m
+        u = (strata + uniforms[:, 1:]) / m
     else:
-        u = (strata + torch.rand(rows, 1, dtype=torch.float64, device=w.device, generator=generator)) / m
+        u = (strata + uniforms[:, :1]) / m
     idx = _inverse_cdf(cdf, u * total, w)
     if order is not None:
         idx = perm.gather(1, idx)
@@ -117,21 +143,26 @@ def draw_rows(
     order: Tensor | None = None,
     rows_per_order: int = 1,
     sampler: str = "torch",
+    streams: Tensor | None = None,
 ) -> Tensor:
     """``shots[r]`` draws per row of (R, N) ``weights``: torch (:func:`draw_rows_ref`) or the Rust sampler.
 
     The Rust sampler (``sampler="rust"``) runs on the host with the GIL released, rows in
     parallel, reading the weights without a copy when they are contiguous CPU float32/float64.
+    ``streams`` (R,) keys each row's random stream (default: its index); both samplers return
+    the same indices for the same generator state.
     """
     if sampler == "torch":
-        return draw_rows_ref(weights, shots, method, generator=generator, order=order, rows_per_order=rows_per_order)
+        return draw_rows_ref(weights, shots, method, generator=generator, order=order, rows_per_order=rows_per_order,
+                             streams=streams)
     _check(weights, 0, method)
+    keys = _streams(streams, weights.size(0)).detach().to("cpu", torch.int64).contiguous().numpy().astype(np.uint64)
     host = weights.detach().to("cpu").contiguous()
     counts = shots.detach().to("cpu", torch.int64).contiguous()
     max_shots = int(counts.max()) if counts.numel() else 0
     perm = None if order is None else order.detach().to("cpu", torch.int64).contiguous().numpy()
     out = _core.sample_rows_ordered(
-        host.numpy(), counts.numpy(), max_shots, perm, rows_per_order, method, seed_from(generator)
+        host.numpy(), counts.numpy(), max_shots, perm, rows_per_order, method, seed_from(generator), keys
     )
     return torch.from_numpy(np.asarray(out)).to(weights.device)
 

@@ -14,10 +14,12 @@ from qtransformers.mixers.registry import register
 class QuantumAttentionMixer(nn.Module):
     """Self-attention whose rows are estimated by :func:`quantum_attention`; (B, T, D) -> (B, T, D).
 
-    Causal mode lays keys out in position order (a value-sorted order, adaptive allocation and
-    a head-pooled control-variate coefficient would all let later positions change which keys
-    an earlier row draws), so ``adaptive`` and ``control_variate`` need ``causal=False``.
-    ``seed`` seeds the mixer's generator; each forward draws fresh shots from it.
+    Causal mode lays keys out in position order and keys each row's random stream by its
+    position, so an earlier row's shots never depend on later tokens nor on how many follow
+    (prefix consistency). ``adaptive`` (which splits shots across rows) needs ``causal=False``.
+    The block control variate uses blocks of ``cv_block`` keys, fixed at construction so the
+    operator does not change with the sequence length. ``seed`` seeds the mixer's generator;
+    each forward draws fresh shots from it.
     """
 
     def __init__(
@@ -31,17 +33,18 @@ class QuantumAttentionMixer(nn.Module):
         control_variate: bool = False,
         adaptive: bool = False,
         top_k: int | None = None,
+        cv_block: int = 4,
         seed: int = 0,
         bias: bool = True,
     ) -> None:
         super().__init__()
         if dim % num_heads != 0:
             raise InvalidArgumentError(f"dim {dim} is not divisible by num_heads {num_heads}")
-        if causal and (adaptive or control_variate):
-            raise InvalidArgumentError("the causal quantum mixer supports neither adaptive nor control_variate")
+        if causal and adaptive:
+            raise InvalidArgumentError("the causal quantum mixer does not support adaptive=True (it couples rows)")
         self.dim, self.num_heads, self.causal = dim, num_heads, causal
         self.options = dict(backend=backend, num_samples=num_samples, control_variate=control_variate,
-                            adaptive=adaptive, top_k=top_k)
+                            adaptive=adaptive, top_k=top_k, cv_block=cv_block)
         self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
         self.out = nn.Linear(dim, dim, bias=bias)
         self.generator = torch.Generator().manual_seed(seed)
@@ -54,6 +57,5 @@ class QuantumAttentionMixer(nn.Module):
             self.generator = torch.Generator(device=x.device).manual_seed(int(self.generator.initial_seed()))
         b, t, _ = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        y = quantum_attention(q, k, v, is_causal=self.causal, generator=self.generator,
-                              key_order="position" if self.causal else "value", **self.options)
+        y = quantum_attention(q, k, v, is_causal=self.causal, generator=self.generator, **self.options)
         return self.out(y.transpose(1, 2).reshape(b, t, self.dim))
