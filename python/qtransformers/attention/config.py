@@ -18,7 +18,8 @@ class QuantumConfig:
         adaptive_samples: reallocate shots across rows by entropy under the same total budget.
         control_variate: subtract a cheap estimate with known expectation (sampled backends).
         top_k: keys handled exactly by the hybrid backend.
-        seed: seed of the module's generator; None draws from torch's global RNG.
+        seed: seed of the module's generator (None: torch's global RNG); in ``head_configs``,
+            the seed of that head's own generator (None: the module's generator).
         options: extra backend-specific options.
     """
 
