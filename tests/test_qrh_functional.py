@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qtransformers.exceptions import ShapeError
+from qtransformers.exceptions import InvalidArgumentError, ShapeError
 from qtransformers.functional import energy_ratio, qrh, qrh_ref
-from qtransformers.functional.qrh import filter_spectrum, full_filter
+from qtransformers.functional.qrh import causal_kernel, filter_spectrum, full_filter
 
 SIZES = (97, 111, 1025)
 
@@ -98,6 +98,79 @@ def test_causal_has_no_future_leakage_and_reports_energy():
     assert (n[:, :t0] - n2[:, :t0]).abs().max() > 1e-3
     ratio = energy_ratio(x, y)
     assert 0 < ratio < float("inf") and abs(ratio - 1) > 1e-6  # reported, not forced to 1
+
+
+def kernel_by_full_dft(alpha: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Independent causal kernel: lags 0..max_len-1 of the complex inverse DFT of F on all 2 · max_len bins."""
+    h = torch.fft.ifft(full_filter(alpha, 2 * max_len))
+    assert h.imag.abs().max() < 1e-12  # Hermitian filter: real response
+    return h.real[:, :max_len]
+
+
+def direct_causal(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """y[:, t, d] = sum_{j <= t} kernel[d, j] x[:, t - j, d] for x (B, T, D, 4), by an explicit loop over lags."""
+    y = torch.zeros_like(x)
+    for j in range(x.size(1)):
+        y[:, j:] += kernel[None, :, j, None] * x[:, : x.size(1) - j]
+    return y
+
+
+@pytest.mark.parametrize("max_len", (1, 2, 48, 97))
+def test_causal_kernel_is_the_causal_half_of_the_response_on_the_fixed_grid(max_len):
+    alpha = torch.linspace(-3, 3, 5, dtype=torch.float64)
+    h = causal_kernel(alpha, max_len)
+    assert h.shape == (5, max_len)
+    assert torch.allclose(h, kernel_by_full_dft(alpha, max_len), atol=1e-12)
+    full = torch.fft.irfft(filter_spectrum(alpha, 2 * max_len), n=2 * max_len)
+    assert torch.allclose(full.square().sum(-1), torch.ones(5, dtype=torch.float64))  # |F| = 1: unit energy
+    kept = h.square().sum(-1)  # the causal half keeps part of it, never more
+    assert torch.all(kept <= 1 + 1e-12) and torch.all(kept > 0)
+    if max_len > 2:  # (on 2 · max_len <= 4 bins every phase is 0: ln 1 at k = 1, the Nyquist bin 1)
+        assert kept[0] < 0.99  # nonzero α: the dropped anti-causal half carries energy
+
+
+@pytest.mark.parametrize("t", (1, 2, 7, 48, 97))
+def test_weight_of_each_lag_does_not_depend_on_the_length(t):
+    """An impulse at position 0 returns the kernel's first t lags, the same values for every length t."""
+    alpha = torch.linspace(-2, 2, 3, dtype=torch.float64)
+    ident = torch.tensor([1.0, 0, 0, 0], dtype=torch.float64).repeat(3, 1)
+    x = torch.zeros(1, t, 3, 4, dtype=torch.float64)
+    x[:, 0] = 1.0
+    want = kernel_by_full_dft(alpha, 97)[:, :t].t()[None, :, :, None].expand_as(x)
+    for fn in (qrh, qrh_ref):
+        assert torch.allclose(fn(x, alpha, ident, ident, causal=True, max_len=97), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("t", (1, 2, 48, 97))
+def test_causal_is_the_direct_lag_sum_with_the_kernel(t):
+    """No rescaling, no length dependence: the causal operator is exactly sum_j h[j] x[t - j], then R."""
+    x, alpha, ql, qr = make(2, t, 3, seed=t, dtype=torch.float64)
+    ident = torch.tensor([1.0, 0, 0, 0], dtype=torch.float64).repeat(3, 1)
+    want = direct_causal(x, kernel_by_full_dft(alpha, 97))
+    assert torch.allclose(qrh(x, alpha, ident, ident, causal=True, max_len=97), want, atol=1e-12)
+    rotated = hamilton(hamilton(ql.expand_as(want), want), qr.expand_as(want))
+    assert torch.allclose(qrh(x, alpha, ql, qr, causal=True, max_len=97), rotated, atol=1e-12)
+
+
+def test_cut_input_gives_the_same_past_outputs():
+    x, alpha, ql, qr = make(2, 97, 4, seed=9, dtype=torch.float64)
+    for fn in (qrh, qrh_ref):
+        full = fn(x, alpha, ql, qr, causal=True, max_len=97)
+        for t in (1, 7, 30, 96):
+            assert (fn(x[:, :t], alpha, ql, qr, causal=True, max_len=97) - full[:, :t]).abs().max() < 1e-12
+
+
+def test_causal_length_beyond_max_len_and_bad_max_len_raise():
+    x, alpha, ql, qr = make(1, 9, 2)
+    for fn in (qrh, qrh_ref):
+        with pytest.raises(ShapeError, match="max_len 8"):
+            fn(x, alpha, ql, qr, causal=True, max_len=8)
+        assert fn(x, alpha, ql, qr, causal=False, max_len=8).shape == x.shape  # non-causal: no length bound
+        for bad in (0, -1, 2.5, True):
+            with pytest.raises(InvalidArgumentError, match="max_len"):
+                fn(x, alpha, ql, qr, causal=True, max_len=bad)
+    with pytest.raises(ValueError):  # the builtin is matched too
+        qrh(x, alpha, ql, qr, causal=True, max_len=8)
 
 
 @pytest.mark.parametrize("causal", (False, True))

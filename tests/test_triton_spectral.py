@@ -51,8 +51,8 @@ def test_triton_spectral_rotate_matches_reference(kernels, causal, t):
     matrix = rotation_matrix(q[0], q[1])
     args = [a.clone().requires_grad_(True) for a in (u, alpha, matrix)]
     ref_args = [a.double().requires_grad_(True) for a in (u, alpha, matrix)]
-    y = dispatch.spectral_rotate_triton(*args, causal)
-    y_ref = spectral_rotate_ref(*ref_args, causal)
+    y = dispatch.spectral_rotate_triton(*args, causal, 128)
+    y_ref = spectral_rotate_ref(*ref_args, causal, 128)
     assert (y.double() - y_ref).abs().max() < 1e-5 * y_ref.abs().max()
     w = torch.randn(y.shape, generator=g)
     grads = torch.autograd.grad((y * w).sum(), args)

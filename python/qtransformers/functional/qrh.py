@@ -1,21 +1,31 @@
 """The ΨQRH operator: Ψ_QRH = R · F⁻¹{ F(k) · F{Ψ} } on quaternion-valued sequences.
 
 The filter is ``F(k) = exp(i · α · sign(k) · arctan(ln |k|))`` on the integer frequencies k of
-the sequence. The phase is odd in k, so ``F(-k) = conj F(k)`` (Hermitian): a real signal stays
+an FFT grid. The phase is odd in k, so ``F(-k) = conj F(k)`` (Hermitian): a real signal stays
 real and nothing is thrown away by taking a real part. ``|F(k)| = 1`` exactly. Two bins are set
 explicitly: k = 0 has phase 0 (``ln 1`` is used in place of ``ln 0``), and for even lengths
-the Nyquist bin k = T/2, which must be real for a Hermitian filter of modulus 1, is 1.
+the Nyquist bin k = n/2, which must be real for a Hermitian filter of modulus 1, is 1.
 
 R multiplies each channel's quaternion by unit quaternions on both sides,
 ``ψ ↦ q_left ⊗ ψ ⊗ q_right``, an orthogonal 4×4 map. It commutes with the filter (the filter
 acts on each real component alike), so it is applied where it is cheapest.
 
-Non-causal: a diagonal unitary operator in the Fourier basis followed by an orthogonal map, so
-``‖out‖ = ‖in‖`` (no rescaling anywhere). Causal: the filter's impulse response over T samples,
-``h = irfft(F, n=T)``, is used as a causal kernel (lags 0..T-1) in a zero-padded FFT convolution
-(:func:`qtransformers.functional.causal_fftconv`); output t sees inputs 0..t only. Its energy is
-not conserved; :func:`energy_ratio` reports it. With α = 0, F = 1 and h = δ, so both modes are
-the identity when the rotations are.
+Non-causal: F on the bins of the sequence's own length T, a diagonal unitary operator in the
+Fourier basis followed by an orthogonal map, so ``‖out‖ = ‖in‖`` (no rescaling anywhere).
+
+Causal: F on the bins of a *fixed* reference length ``N = 2 · max_len`` (``max_len`` is chosen
+once, e.g. at a layer's construction, default :data:`DEFAULT_MAX_LEN`). Its impulse response on
+that grid, ``h = irfft(F, n=N)``, is computed once per α; the causal half ``h[0..max_len-1]``
+is the kernel (:func:`causal_kernel`), and a sequence of length T <= max_len is convolved with
+its first T lags by a zero-padded FFT convolution (:func:`qtransformers.functional.causal_fftconv`).
+Lag τ therefore has the weight ``h[τ]`` whatever T is: output t is the same whether the input
+stops at t or goes on (prefix-consistent), and output t sees inputs 0..t only. T > max_len
+raises :class:`~qtransformers.exceptions.ShapeError`. The other half of h (lags max_len..N-1 of
+the circular response, i.e. the negative lags -max_len..-1) is the filter's anti-causal part
+and is dropped, so the causal operator is not unitary: Σ h² over all N lags is 1 (Parseval,
+``|F| = 1``), the kernel keeps a fraction of it that depends on α, and its gain ``|H(ω)|`` varies
+with the frequency, above 1 at some (it is reported, not forced: :func:`energy_ratio`). With
+α = 0, F = 1 and h = δ, so both modes are the identity when the rotations are.
 
 Shapes: x (B, T, D, 4) with components (w, x, y, z); α (D,); q_left, q_right (D, 4).
 The channels-first form :func:`spectral_rotate` (u (B, C, G, T), G = 4 or 2) is what modules use.
@@ -26,8 +36,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from qtransformers.exceptions import DTypeError, ShapeError
+from qtransformers.exceptions import DTypeError, InvalidArgumentError, ShapeError
 from qtransformers.functional.fftconv import causal_fftconv, fft_size
+
+DEFAULT_MAX_LEN = 4096
+"""Default longest sequence of the causal operator (its kernel is defined on 2 · max_len bins)."""
 
 
 def filter_phase(alpha: Tensor, n: int) -> Tensor:
@@ -57,9 +70,37 @@ def full_filter(alpha: Tensor, n: int) -> Tensor:
     return torch.polar(torch.ones_like(phase), phase)
 
 
-def causal_kernel(alpha: Tensor, t: int) -> Tensor:
-    """Causal kernel of the filter: its impulse response over t samples, (C,) -> (C, t) real."""
-    return torch.fft.irfft(filter_spectrum(alpha, t), n=t)
+def causal_kernel(alpha: Tensor, max_len: int) -> Tensor:
+    """Causal kernel of the filter for sequences up to ``max_len``: (C,) -> (C, max_len) real.
+
+    The first ``max_len`` lags of the impulse response ``irfft(F, n=2 · max_len)`` (F on the
+    bins of the fixed length 2 · max_len); a sequence of length T uses lags 0..T-1 of it.
+    """
+    n = 2 * max_len
+    return torch.fft.irfft(filter_spectrum(alpha, n), n=n)[:, :max_len]
+
+
+def check_length(t: int, max_len: int) -> None:
+    """Raise unless 1 <= ``max_len`` and the sequence length ``t`` fits the causal kernel (t <= max_len)."""
+    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
+        raise InvalidArgumentError(f"max_len must be a positive int, got {max_len!r}")
+    if t > max_len:
+        raise ShapeError(
+            f"sequence length {t} exceeds max_len {max_len} of the causal QRH kernel; build it with max_len >= {t}"
+        )
+
+
+def operator_spectrum(alpha: Tensor, t: int, causal: bool, max_len: int) -> tuple[Tensor, int]:
+    """Spectrum (C, n//2 + 1) that multiplies rfft(u, n) for a length-t input, and the FFT length n.
+
+    Non-causal: F on the t bins (n = t). Causal: the rfft of the kernel's first t lags, zero-padded
+    to n = :func:`fft_size` (t) (so the product is a linear, not circular, convolution).
+    """
+    if not causal:
+        return filter_spectrum(alpha, t), t
+    check_length(t, max_len)
+    n = fft_size(t)
+    return torch.fft.rfft(causal_kernel(alpha, max_len)[:, :t], n=n), n
 
 
 def quaternion_left(q: Tensor) -> Tensor:
@@ -93,17 +134,14 @@ def _rotate(u: Tensor, matrix: Tensor | None) -> Tensor:
     return torch.einsum("cij,bcjt->bcit", matrix.to(u.dtype), u)
 
 
-def spectral_rotate_ref(u: Tensor, alpha: Tensor | None, matrix: Tensor | None, causal: bool) -> Tensor:
+def spectral_rotate_ref(
+    u: Tensor, alpha: Tensor | None, matrix: Tensor | None, causal: bool, max_len: int = DEFAULT_MAX_LEN
+) -> Tensor:
     """Reference of :func:`spectral_rotate`: complex torch ops with autograd, rotation in the frequency domain."""
     t = u.size(-1)
     if alpha is None:
         return _rotate(u, matrix)
-    if causal:
-        n = fft_size(t)
-        spec = torch.fft.rfft(causal_kernel(alpha.to(u.dtype), t), n=n)
-    else:
-        n = t
-        spec = filter_spectrum(alpha.to(u.dtype), n)
+    spec, n = operator_spectrum(alpha.to(u.dtype), t, causal, max_len)
     z = torch.fft.rfft(u, n=n) * spec[None, :, None, :]
     if matrix is not None:
         z = torch.einsum("cij,bcjf->bcif", matrix.to(z.dtype), z)
@@ -123,11 +161,17 @@ def _check_spectral(u: Tensor, alpha: Tensor | None, matrix: Tensor | None) -> N
 
 
 def spectral_rotate(
-    u: Tensor, alpha: Tensor | None, matrix: Tensor | None, causal: bool = False, backend: str = "auto"
+    u: Tensor,
+    alpha: Tensor | None,
+    matrix: Tensor | None,
+    causal: bool = False,
+    backend: str = "auto",
+    max_len: int = DEFAULT_MAX_LEN,
 ) -> Tensor:
     """Filter each channel of u (B, C, G, T) by F_α along T, then apply matrix (C, G, G) along G.
 
-    ``alpha=None`` skips the filter, ``matrix=None`` the rotation. On CUDA with Triton the
+    ``alpha=None`` skips the filter, ``matrix=None`` the rotation. Causal mode uses the kernel of
+    :func:`causal_kernel` for ``max_len`` (with a filter, T > max_len raises ShapeError). On CUDA with Triton the
     frequency-domain multiply and rotation run as one fused kernel; elsewhere the causal path
     uses :func:`causal_fftconv` (``backend`` as there) and the non-causal path torch.fft.
     """
@@ -137,12 +181,13 @@ def spectral_rotate(
     from qtransformers.kernels import dispatch
 
     if dispatch.use_triton(u):
-        return dispatch.spectral_rotate_triton(u, alpha, matrix, causal)
+        return dispatch.spectral_rotate_triton(u, alpha, matrix, causal, max_len)
     dtype = u.dtype
     work = u if dtype in (torch.float32, torch.float64) else u.float()
     b, c, g, t = work.shape
     if causal:
-        kernel = causal_kernel(alpha.to(work.dtype), t)
+        check_length(t, max_len)
+        kernel = causal_kernel(alpha.to(work.dtype), max_len)[:, :t]
         y = causal_fftconv(work.reshape(b, c * g, t), kernel, backend=backend).view(b, c, g, t)
     else:
         spec = filter_spectrum(alpha.to(work.dtype), t)
@@ -161,16 +206,23 @@ def _check_qrh(x: Tensor, alpha: Tensor, q_left: Tensor, q_right: Tensor) -> Non
         raise ShapeError(f"alpha must be ({d},) for x {tuple(x.shape)}, got {tuple(alpha.shape)}")
 
 
-def qrh(x: Tensor, alpha: Tensor, q_left: Tensor, q_right: Tensor, causal: bool = False) -> Tensor:
-    """Ψ_QRH of x (B, T, D, 4) with α (D,) and unit quaternions q_left, q_right (D, 4) -> (B, T, D, 4)."""
+def qrh(
+    x: Tensor, alpha: Tensor, q_left: Tensor, q_right: Tensor, causal: bool = False, max_len: int = DEFAULT_MAX_LEN
+) -> Tensor:
+    """Ψ_QRH of x (B, T, D, 4) with α (D,) and unit quaternions q_left, q_right (D, 4) -> (B, T, D, 4).
+
+    ``max_len`` (causal only) fixes the grid of the causal kernel; T must not exceed it.
+    """
     _check_qrh(x, alpha, q_left, q_right)
     u = x.permute(0, 2, 3, 1)
-    y = spectral_rotate(u, alpha, rotation_matrix(q_left, q_right), causal)
+    y = spectral_rotate(u, alpha, rotation_matrix(q_left, q_right), causal, max_len=max_len)
     return y.permute(0, 3, 1, 2)
 
 
-def qrh_ref(x: Tensor, alpha: Tensor, q_left: Tensor, q_right: Tensor, causal: bool = False) -> Tensor:
+def qrh_ref(
+    x: Tensor, alpha: Tensor, q_left: Tensor, q_right: Tensor, causal: bool = False, max_len: int = DEFAULT_MAX_LEN
+) -> Tensor:
     """Reference of :func:`qrh` (plain torch, autograd through complex ops)."""
     _check_qrh(x, alpha, q_left, q_right)
-    y = spectral_rotate_ref(x.permute(0, 2, 3, 1), alpha, rotation_matrix(q_left, q_right), causal)
+    y = spectral_rotate_ref(x.permute(0, 2, 3, 1), alpha, rotation_matrix(q_left, q_right), causal, max_len)
     return y.permute(0, 3, 1, 2)

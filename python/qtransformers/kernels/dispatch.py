@@ -24,24 +24,18 @@ def use_triton(x: Tensor) -> bool:
     return x.is_cuda and triton_available() and os.environ.get("QTRANSFORMERS_DISABLE_TRITON", "0") != "1"
 
 
-def spectral_rotate_triton(u: Tensor, alpha: Tensor, matrix: Tensor | None, causal: bool) -> Tensor:
+def spectral_rotate_triton(u: Tensor, alpha: Tensor, matrix: Tensor | None, causal: bool, max_len: int) -> Tensor:
     """:func:`qtransformers.functional.qrh.spectral_rotate` with the fused Triton filter+rotation kernel.
 
-    torch.fft (cuFFT on GPU) does the transforms; the pointwise work between them is one kernel.
+    torch.fft (cuFFT on GPU) does the transforms; the pointwise work between them is one kernel,
+    fed the same spectrum as the reference (:func:`~qtransformers.functional.qrh.operator_spectrum`).
     Runs on any device Triton can target (CPU tensors under ``TRITON_INTERPRET=1``).
     """
-    from qtransformers.functional.fftconv import fft_size
-    from qtransformers.functional.qrh import causal_kernel, filter_spectrum
+    from qtransformers.functional.qrh import operator_spectrum
     from qtransformers.kernels.spectral import filter_rotate
 
     b, c, g, t = u.shape
-    a = alpha.float()
-    if causal:
-        n = fft_size(t)
-        spec = torch.fft.rfft(causal_kernel(a, t), n=n)
-    else:
-        n = t
-        spec = filter_spectrum(a, n)
+    spec, n = operator_spectrum(alpha.float(), t, causal, max_len)
     if matrix is None:
         matrix = torch.eye(g, device=u.device).expand(c, g, g)
     x = torch.view_as_real(torch.fft.rfft(u.float(), n=n))

@@ -4,6 +4,8 @@
 -> Ψ_QRH = R · F⁻¹{F_α(k) · F{Ψ}} (causal or not, see :mod:`qtransformers.functional.qrh`)
 -> output projection. α is a learnable per-channel parameter; R = left and right unit
 quaternions per channel (learned 4-vectors, normalised in forward, initialised to identity).
+A causal layer is built for sequences up to ``max_len``: its kernel is defined once on that
+grid, so the weight of each lag does not depend on the input's length (prefix-consistent).
 
 Ablation options (all at nearly the same parameter count, the two D×D projections dominate):
 
@@ -22,7 +24,7 @@ from torch import Tensor, nn
 
 from qtransformers.exceptions import InvalidArgumentError, ShapeError
 from qtransformers.functional.position import absolute_phase
-from qtransformers.functional.qrh import rotation_matrix, spectral_rotate
+from qtransformers.functional.qrh import DEFAULT_MAX_LEN, check_length, rotation_matrix, spectral_rotate
 from qtransformers.mixers.registry import register
 
 
@@ -47,9 +49,15 @@ def fractal_dimension(x: Tensor) -> Tensor:
 class QRHLayer(nn.Module):
     """ΨQRH layer on (B, T, 4·embed_dim) -> (B, T, 4·embed_dim); see the module docstring.
 
+    ``causal=True``: the ΨQRH kernel is defined on the fixed grid of ``max_len``
+    (:func:`qtransformers.functional.qrh.causal_kernel`); inputs longer than ``max_len`` raise
+    ShapeError. ``max_len`` is not used by the non-causal (unitary, length-T) operator.
+
     ``fractal_init=True``: on the first forward call α is set, per channel, to
     ``alpha · D_f`` where D_f ∈ [1, 2] is :func:`fractal_dimension` of the projected batch
-    (α grows with the roughness of the signal; a smooth D_f = 1 keeps ``alpha``).
+    (α grows with the roughness of the signal; a smooth D_f = 1 keeps ``alpha``). That it ran is
+    the boolean buffer ``fractal_done``, saved in the state_dict, so a loaded checkpoint keeps its
+    α; a checkpoint without the buffer (saved before it existed) loads as already initialised.
     """
 
     def __init__(
@@ -66,11 +74,13 @@ class QRHLayer(nn.Module):
         position: bool = True,
         bias: bool = True,
         backend: str = "auto",
+        max_len: int = DEFAULT_MAX_LEN,
     ) -> None:
         super().__init__()
         if embed_dim < 1:
             raise InvalidArgumentError(f"embed_dim must be positive, got {embed_dim}")
-        self.embed_dim, self.dim, self.causal = embed_dim, 4 * embed_dim, causal
+        check_length(1, max_len)
+        self.embed_dim, self.dim, self.causal, self.max_len = embed_dim, 4 * embed_dim, causal, max_len
         self.group = 4 if quaternion else 2
         self.channels = self.dim // self.group
         self.position, self.backend = position, backend
@@ -85,7 +95,8 @@ class QRHLayer(nn.Module):
         elif self.learned_rotation:
             self.theta = nn.Parameter(torch.zeros(self.channels))
         self.fractal_init = fractal_init and spectral_filter
-        self._fractal_done = False
+        if self.fractal_init:
+            self.register_buffer("fractal_done", torch.tensor(False))
 
     def rotation(self) -> Tensor | None:
         """Current per-channel rotation matrices (C, G, G), or None without rotation."""
@@ -102,7 +113,15 @@ class QRHLayer(nn.Module):
     def _init_alpha_from(self, h: Tensor) -> None:
         channels = h.reshape(h.size(0), h.size(1), self.channels, self.group).square().sum(-1).sqrt()
         self.alpha.copy_(self.alpha * fractal_dimension(channels.float()).to(self.alpha))
-        self._fractal_done = True
+        self.fractal_done.fill_(True)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        key = prefix + "fractal_done"
+        if self.fractal_init and key not in state_dict:  # saved before the flag was persisted: α is the saved one
+            state_dict[key] = torch.tensor(True)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def forward(self, x: Tensor) -> Tensor:
         """Mix tokens of x (B, T, 4·embed_dim).
@@ -119,10 +138,11 @@ class QRHLayer(nn.Module):
             h = h + self.in_proj.bias[:, None]
         if self.position:
             h = absolute_phase(h, group=self.group, channels_first=True)
-        if self.fractal_init and not self._fractal_done:
+        if self.fractal_init and not self.fractal_done:
             self._init_alpha_from(h.detach().transpose(1, 2))
         u = h.view(b, self.channels, self.group, t)
-        y = spectral_rotate(u, self.alpha, None, self.causal, backend=self.backend).reshape(b, self.dim, t)
+        y = spectral_rotate(u, self.alpha, None, self.causal, backend=self.backend, max_len=self.max_len)
+        y = y.reshape(b, self.dim, t)
         weight = self.out_proj.weight
         rotation = self.rotation()
         if rotation is not None:
@@ -131,7 +151,8 @@ class QRHLayer(nn.Module):
         return F.linear(y.transpose(1, 2), weight, self.out_proj.bias)
 
     def extra_repr(self) -> str:
-        return f"embed_dim={self.embed_dim}, group={self.group}, causal={self.causal}"
+        causal = f"causal=True, max_len={self.max_len}" if self.causal else "causal=False"
+        return f"embed_dim={self.embed_dim}, group={self.group}, {causal}"
 
 
 @register("qrh")
