@@ -35,16 +35,20 @@ class _SelfAttend(nn.Module):
 
 
 def available_cases(*, causal: bool) -> dict[str, Callable[..., nn.Module]]:
-    """Name -> factory ``f(dim, num_heads, device, dtype)`` of every case runnable with ``causal``."""
+    """Name -> factory ``f(dim, num_heads, device, dtype, length)`` of every case runnable with ``causal``.
+
+    ``length`` is the sequence length the module will run at; the qrh mixer is built with
+    ``max_len=length`` (its causal kernel is defined on that fixed length, as in a ByteLM of that context).
+    """
     cases: dict[str, Callable[..., nn.Module]] = {}
 
-    def torch_mha(dim, num_heads, device, dtype):
+    def torch_mha(dim, num_heads, device, dtype, length):
         return _SelfAttend(nn.MultiheadAttention(dim, num_heads, batch_first=True, device=device, dtype=dtype), causal)
 
     cases["nn.MultiheadAttention"] = torch_mha
     for backend in available_backends(causal=causal or None):
 
-        def qmha(dim, num_heads, device, dtype, _backend=backend):
+        def qmha(dim, num_heads, device, dtype, length, _backend=backend):
             module = QuantumMultiheadAttention(
                 dim, num_heads, batch_first=True, device=device, dtype=dtype, quantum_backend=_backend, seed=0
             )
@@ -53,8 +57,10 @@ def available_cases(*, causal: bool) -> dict[str, Callable[..., nn.Module]]:
         cases[f"qmha-{backend}"] = qmha
     for name in mixers.available(causal=causal):
 
-        def mixer(dim, num_heads, device, dtype, _name=name):
+        def mixer(dim, num_heads, device, dtype, length, _name=name):
             options = {"num_heads": num_heads} if _name == REFERENCE else {}
+            if _name == "qrh":
+                options["max_len"] = length
             return mixers.build(_name, dim, causal=causal, **options).to(device=device, dtype=dtype)
 
         cases[name] = mixer

@@ -52,8 +52,8 @@ def cases_for(causal: bool) -> dict:
     every = available_cases(causal=causal)
     cases = {name: f for name, f in every.items() if not name.startswith("qmha-")}
 
-    def qrh_torch_fft(dim, num_heads, device, dtype):
-        return mixers.build("qrh", dim, causal=causal, backend="torch").to(device=device, dtype=dtype)
+    def qrh_torch_fft(dim, num_heads, device, dtype, length):
+        return mixers.build("qrh", dim, causal=causal, backend="torch", max_len=length).to(device=device, dtype=dtype)
 
     cases[TORCH_FFT_CASE] = qrh_torch_fft
     return cases
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         if name in stopped or (name == MHA_CASE and n > args.mha_max_n):
             continue
         try:
-            module = cases[name](dim, args.heads, device, dtype)
+            module = cases[name](dim, args.heads, device, dtype, n)
             x = make_input(args.batch, n, dim, device, dtype)
             ms, peak = time_case(module, x, mode, args.repeats)
             del module, x

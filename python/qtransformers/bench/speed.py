@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     jobs = [(n, name, mode) for n in lengths for name in cases for mode in ("fwd", "fwd+bwd")]
     torch.manual_seed(0)
     for n, name, mode in tqdm(jobs, desc="bench", disable=not args.progress):
-        module = cases[name](dim, args.heads, device, dtype)
+        module = cases[name](dim, args.heads, device, dtype, n)
         x = make_input(args.batch, n, dim, device, dtype)
         ms, peak = time_case(module, x, mode, args.repeats)
         rows.append({"impl": name, "mode": mode, "N": n, "median_ms": ms, "peak_mem_MiB": peak / 2**20})

@@ -24,7 +24,9 @@ VOCAB_SIZE = 256
 class ByteLMConfig:
     """Hyper-parameters of :class:`ByteLM`; ``mixer`` is any name from ``mixers.available(causal=True)``.
 
-    The MLP hidden width is ``mlp_hidden`` if given, else ``mlp_ratio * dim``.
+    The MLP hidden width is ``mlp_hidden`` if given, else ``mlp_ratio * dim``. A ``qrh`` mixer is
+    built with ``max_len=max_seq_len`` unless ``mixer_options`` sets it (its causal kernel is
+    defined on that fixed length, the same for training, evaluation and generation).
     """
 
     mixer: str = "attention"
@@ -53,7 +55,10 @@ class Block(nn.Module):
         super().__init__()
         dim, hidden = config.dim, config.mlp_hidden or config.mlp_ratio * config.dim
         self.norm1 = nn.LayerNorm(dim)
-        self.mixer = mixers.build(config.mixer, dim, causal=True, **config.mixer_options)
+        options = dict(config.mixer_options)
+        if config.mixer == "qrh":
+            options.setdefault("max_len", config.max_seq_len)
+        self.mixer = mixers.build(config.mixer, dim, causal=True, **options)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(
             nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
