@@ -115,6 +115,44 @@ def test_fractal_init_sets_alpha_from_the_batch():
     assert torch.equal(layer.alpha.detach(), before)  # only once
 
 
+def test_fractal_init_does_not_run_again_after_loading_a_checkpoint():
+    """A fresh layer loaded from a trained one keeps the loaded α on its first forward (the flag is saved)."""
+    torch.manual_seed(0)
+    trained = QRHLayer(4, alpha=1.0, fractal_init=True)
+    trained(x_of(2, 256, 16))
+    with torch.no_grad():
+        trained.alpha.add_(0.25)  # stands for training after the initialisation
+    state = trained.state_dict()
+    assert state["fractal_done"].item() is True
+    smooth = x_of(2, 256, 16, seed=3).cumsum(1)  # a different batch: re-initialising would change α
+    torch.manual_seed(1)
+    fresh_layer = QRHLayer(4, alpha=1.0, fractal_init=True)
+    fresh_layer.load_state_dict(state)
+    fresh_layer(smooth)
+    assert torch.equal(fresh_layer.alpha.detach(), trained.alpha.detach())
+    # a checkpoint saved before the flag existed has no "fractal_done": it loads as initialised, strictly
+    old = {k: v for k, v in state.items() if k != "fractal_done"}
+    older_layer = QRHLayer(4, alpha=1.0, fractal_init=True)
+    older_layer.load_state_dict(old)
+    older_layer(smooth)
+    assert torch.equal(older_layer.alpha.detach(), trained.alpha.detach())
+    # an untouched layer still initialises on its first forward
+    new_layer = QRHLayer(4, alpha=1.0, fractal_init=True)
+    assert new_layer.state_dict()["fractal_done"].item() is False
+    new_layer(smooth)
+    assert not torch.equal(new_layer.alpha.detach(), torch.ones(4)) and new_layer.fractal_done.item()
+
+
+def test_qrh_max_len_bounds_the_causal_layer_only():
+    layer = QRHLayer(4, causal=True, max_len=16)
+    assert layer(x_of(1, 16, 16)).shape == (1, 16, 16)
+    with pytest.raises(ShapeError, match="max_len 16"):
+        layer(x_of(1, 17, 16))
+    assert QRHLayer(4, causal=False, max_len=16)(x_of(1, 40, 16)).shape == (1, 40, 16)
+    with pytest.raises(InvalidArgumentError, match="max_len"):
+        QRHLayer(4, causal=True, max_len=0)
+
+
 @pytest.mark.parametrize("mode", ("attention", "ffn", "hybrid"))
 def test_qrh_block_modes(mode):
     block = QRHTransformerBlock(4, mode=mode, causal=True, num_heads=2)
