@@ -203,7 +203,7 @@ def nystrom_attention(
     softmax(Q K̃ᵀ) · pinv(softmax(Q̃ K̃ᵀ)) · softmax(Q̃ Kᵀ) V, with Q̃, K̃ the means of c nearly
     equal contiguous segments and pinv the Nyströmformer's iterative Moore-Penrose inverse
     (``pinv_iterations`` steps from the standard start Aᵀ / (‖A‖₁‖A‖∞), see ``iterative_pinv``):
-    the truncated iteration damps the tiny singular values that an exact pinv would blow up.
+    the truncated iteration damps the tiny singular values that an exact pinv would invert.
     Only key masks (…, 1, S): K̃ averages the unmasked keys of each segment, a landmark whose
     segment is all masked takes no part, and the mask enters the third factor; causal or
     per-query masks raise InvalidArgumentError. Landmarks are deterministic, so ``generator`` is
@@ -289,8 +289,8 @@ def linformer_attention(
 
     E = F average ``proj_dim`` nearly equal contiguous segments of the keys and values (the
     pooling projection with kernel and stride S/proj_dim that the Linformer paper lists beside
-    learned ones): untrained, a random projection with zero-mean entries sums O(S/proj_dim)
-    values with random signs and errs far more. Only key masks (…, 1, S): each segment averages
+    learned ones). Untrained, a zero-mean random projection (such as linformer's init) adds up
+    all S values with random signs and errs far more (``tests/test_baselines_public.py``). Only key masks (…, 1, S): each segment averages
     its unmasked keys and values, an all-masked segment takes no part; causal or per-query
     masks raise InvalidArgumentError. Deterministic, so ``generator`` is unused (accepted for
     a uniform signature).
