@@ -64,7 +64,7 @@ def _block_means(q, k, v, additive, is_causal, row0, scale, idx, valid, order, r
     pos = first.unsqueeze(-1) + torch.arange(block, device=idx.device)  # (B,H,R,M,b) positions on the order
     inside = pos < source
     keys = order.gather(-1, pos.clamp(max=source - 1).reshape(b, h, -1)).view(b, h, rows, m, block)
-    k_block = gather_rows(k, keys.view(b, h, rows, m * block)).view(b, h, rows, m, block, -1)
+    k_block = gather_rows(k, keys.view(b, h, rows, m * block)).view(b, h, rows, m, block, k.size(-1))
     scores = (q.unsqueeze(-2).unsqueeze(-2) * k_block).sum(-1) * scale
     if additive is not None:
         scores = scores + additive.gather(-1, keys.view(b, h, rows, -1)).view_as(scores)
@@ -74,4 +74,4 @@ def _block_means(q, k, v, additive, is_causal, row0, scale, idx, valid, order, r
     scores = scores.masked_fill(~inside, float("-inf"))
     # A weighted shot's own key is visible, so its block has a finite score; others get zeros.
     within = torch.softmax(torch.where(valid.unsqueeze(-1), scores, 0.0), dim=-1)
-    return (within.unsqueeze(-1) * gather_rows(v, keys.view(b, h, rows, -1)).view(b, h, rows, m, block, -1)).sum(-2)
+    return (within.unsqueeze(-1) * gather_rows(v, keys.view(b, h, rows, -1)).view(b, h, rows, m, block, v.size(-1))).sum(-2)

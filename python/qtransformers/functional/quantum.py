@@ -259,7 +259,10 @@ def block_value_order(v: Tensor, block: int) -> Tensor:
 def _draw(rows, order, length, backend, m, adaptive, top_k, generator, sampler, streams) -> tuple[Tensor, Tensor]:
     """Shot indices (R, M) and detached estimator weights (R, M) of the chosen design for rows (R, S)."""
     alive = rows.sum(-1) > 0
-    pilot = max(1, m // 4) if (adaptive or backend == "hybrid") else 0
+    # The pilot takes m/4 shots but always leaves the main run one (with m = 1 there is no pilot:
+    # no candidates and no reallocation).
+    pilot = min(max(1, m // 4), m - 1) if (adaptive or backend == "hybrid") else 0
+    adaptive = adaptive and pilot > 0
     method = "multinomial" if backend == "naive" else "systematic"
 
     def draw(shots: Tensor, how: str) -> Tensor:
@@ -280,7 +283,7 @@ def _draw(rows, order, length, backend, m, adaptive, top_k, generator, sampler, 
         parts_w[0] = weights * (1.0 - pilot / m)
         parts_idx.append(p_idx)
         parts_w.append(p_w * (pilot / m))
-    if backend == "hybrid" and (top_k is None or top_k > 0):
+    if backend == "hybrid" and pilot and (top_k is None or top_k > 0):
         cand, cand_w, in_cand = _candidates(rows, pilot_idx, pilot if top_k is None else min(top_k, pilot), idx)
         parts_w[0] = parts_w[0] * ~in_cand
         parts_idx.append(cand)
