@@ -136,15 +136,17 @@ def test_estimators_are_unbiased_on_adversarial_regimes_large_profile(case):
     _run_case(problem, options, reps=20_000)
 
 
-@pytest.mark.parametrize("options", [dict(control_variate=True), dict(control_variate=True, adaptive=True)],
-                         ids=["stratified+cv", "stratified+adaptive+cv"])
-def test_block_control_variate_is_unbiased_with_one_query_row_per_head(options):
-    # The regime where block-level weights P_B / count_B were 10 and 24 standard errors off.
-    g = torch.Generator().manual_seed(0)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("options", [dict(control_variate=True), dict(control_variate=True, adaptive=True),
+                                     dict(control_variate=True, cv_block=4)],
+                         ids=["stratified+cv", "stratified+adaptive+cv", "stratified+cv-block4"])
+def test_block_control_variate_is_unbiased_with_one_query_row_per_head(options, seed):
+    # The regime where block-level weights P_B / count_B were up to 38 standard errors off.
+    g = torch.Generator().manual_seed(seed)
     q = torch.randn(1, 1, 1, 8, generator=g, dtype=torch.float64) * 3
     k = torch.randn(1, 1, 32, 8, generator=g, dtype=torch.float64)
     v = torch.randn(1, 1, 32, 8, generator=g, dtype=torch.float64)
-    check_unbiased(q, k, v, {}, 20_000, seed=1, backend="stratified", num_samples=4, cv_block=4, **options)
+    check_unbiased(q, k, v, {}, 20_000, seed=1, backend="stratified", num_samples=4, **options)
 
 
 def test_hybrid_counts_tied_candidates_once():
