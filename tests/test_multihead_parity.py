@@ -314,3 +314,105 @@ def test_fully_masked_row_gives_zero_weights_not_nan():
     out, weights = ours(x, x, x, attn_mask=mask)
     assert torch.isfinite(out).all()
     assert torch.equal(weights[0, 2], torch.zeros(L))
+
+
+def test_dropout_in_train_mode_matches_torch_draw_for_draw():
+    """Same global seed -> the same dropout draws as nn.MultiheadAttention: equal outputs and (dropped) weights."""
+    ref, ours = make_pair(dict(batch_first=True, dropout=0.5, add_bias_kv=True))
+    inputs = make_inputs(ref, True, False)
+    for need_weights, average in WEIGHTS:
+        results = []
+        for module in (ref, ours):
+            torch.manual_seed(7)
+            results.append(module(*inputs, need_weights=need_weights, average_attn_weights=average))
+        assert_close(results[1][0], results[0][0])
+        assert_close(results[1][1], results[0][1])
+
+
+def test_dropout_statistics_mean_is_the_eval_output():
+    """Inverted dropout is unbiased: the mean of train-mode outputs is the eval output (z-test, 600 draws)."""
+    _, ours = make_pair(dict(batch_first=True, dropout=0.3))
+    x = make_inputs(ours, True, True)[0]
+    exact = ours.eval()(x, x, x, need_weights=False)[0]
+    ours.train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        draws = torch.stack([ours(x, x, x, need_weights=need)[0] for need in (True, False) for _ in range(300)])
+    z = (draws.mean(0) - exact) / (draws.std(0) / draws.size(0) ** 0.5 + 1e-12)
+    assert z.abs().max() < 5.5
+    assert (draws.std(0) > 1e-3).all()  # dropout really acts
+
+
+EDGE_SIZES = [(1, 1, 1), (1, 97, 1), (2, 1, 97), (1, 97, 97), (3, 5, 7)]  # (N, L, S): one row, one key, odd sizes
+
+
+EDGE_MASKS = ["none", "attn_bool_3d", "attn_float_2d", "attn_and_kpm_bool", "kpm_float",
+              "causal_hint", "causal_float_hint", "causal_and_kpm"]
+EDGE_CASES = [(*size, m) for size in EDGE_SIZES for m in EDGE_MASKS if size[1] == size[2] or not m.startswith("causal")]
+
+
+@pytest.mark.parametrize("n,tgt,src,mask", EDGE_CASES)
+@pytest.mark.parametrize("config_name", ["batch_first", "kdim_vdim", "bias_kv_zero_attn"])
+def test_edge_sizes_and_causal_hints_match_torch(n, tgt, src, mask, config_name):
+    config = MODULE_CONFIGS[config_name]
+    ref, ours = make_pair(config)
+    g = torch.Generator().manual_seed(3)
+    bf = config.get("batch_first", False)
+    shape = lambda length, width: (n, length, width) if bf else (length, n, width)  # noqa: E731
+    q = torch.randn(shape(tgt, E), generator=g)
+    k, v = torch.randn(shape(src, ref.kdim), generator=g), torch.randn(shape(src, ref.vdim), generator=g)
+    def hidden(*size):  # boolean "masked out", key 0 always visible
+        m = torch.rand(*size, generator=g) < 0.4
+        m[..., 0] = False
+        return m
+
+    is_causal = mask.startswith("causal")
+    attn = {
+        "attn_bool_3d": lambda: hidden(n * H, tgt, src),
+        "attn_float_2d": lambda: torch.randn(tgt, src, generator=g),
+        "attn_and_kpm_bool": lambda: hidden(tgt, src),
+        "causal_hint": lambda: torch.ones(tgt, src, dtype=torch.bool).triu(1),
+        "causal_float_hint": lambda: nn.Transformer.generate_square_subsequent_mask(tgt),
+        "causal_and_kpm": lambda: torch.ones(tgt, src, dtype=torch.bool).triu(1),
+    }.get(mask, lambda: None)()
+    kpm = None
+    if mask in ("attn_and_kpm_bool", "causal_and_kpm"):
+        kpm = hidden(n, src)
+    elif mask == "kpm_float":
+        kpm = torch.randn(n, src, generator=g).masked_fill(hidden(n, src), float("-inf"))
+    for need_weights, average in WEIGHTS:
+        masks = (attn, kpm, is_causal)
+        expected = run(ref, (q, k, v), masks, need_weights, average)
+        got = run(ours, (q, k, v), masks, need_weights, average)
+        assert_close(got[0], expected[0])
+        assert_close(got[1], expected[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("config_name", ["plain", "kdim_vdim", "bias_kv_zero_attn"])
+@pytest.mark.parametrize("mask", ["none", "attn_float_2d", "kpm_bool", "causal_hint"])
+def test_half_precision_error_at_most_twice_torchs(dtype, config_name, mask):
+    """bf16/fp16: err(ours, float64) <= 2 err(torch, float64) + atol, as flash-attention tests its kernels."""
+    import copy
+
+    ref64, _ = make_pair(MODULE_CONFIGS[config_name])
+    ref64 = ref64.double()
+    ref_low = copy.deepcopy(ref64).to(dtype)
+    ours = QuantumMultiheadAttention(E, H, dtype=dtype, **MODULE_CONFIGS[config_name])
+    ours.load_state_dict(ref_low.state_dict())
+    src = L if mask == "causal_hint" else 97
+    inputs = [t.double() for t in make_inputs(ref64, True, False, src)]
+    attn, kpm, is_causal = make_masks(mask, True, src)
+    if attn is not None and mask != "causal_hint":
+        attn = attn.double()
+    for need_weights, average in WEIGHTS:
+        def call(module, dt):
+            cast_attn = attn.to(dt) if attn is not None and attn.is_floating_point() else attn
+            return run(module, [t.to(dt) for t in inputs], (cast_attn, kpm, is_causal), need_weights, average)
+
+        exact, theirs, got = call(ref64, torch.float64), call(ref_low, dtype), call(ours, dtype)
+        for i in range(2 if need_weights else 1):
+            assert got[i].dtype == dtype
+            err_torch = (theirs[i].double() - exact[i]).abs().max()
+            err_ours = (got[i].double() - exact[i]).abs().max()
+            assert err_ours <= 2 * err_torch + 1e-3, (i, err_ours.item(), err_torch.item())

@@ -53,7 +53,8 @@ def exact_attention(
     """Exact softmax attention; calls ``F.scaled_dot_product_attention`` when no weights are needed.
 
     With ``need_weights`` the weights are computed explicitly (fully masked rows give zeros,
-    where SDPA and nn.MultiheadAttention give NaN) and dropout is applied to them.
+    where SDPA and nn.MultiheadAttention give NaN) and, as in nn.MultiheadAttention, the
+    returned weights are the ones applied to ``v``: after dropout.
     ``generator`` is unused: exact attention draws no random numbers except dropout,
     which follows torch's global RNG exactly as SDPA does.
     """
@@ -64,5 +65,6 @@ def exact_attention(
         )
         return out, None
     weights = safe_softmax(scaled_scores(q, k, attn_mask, is_causal, scale))
-    dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0.0 else weights
-    return torch.matmul(dropped, v), weights
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p)
+    return torch.matmul(weights, v), weights
