@@ -259,6 +259,8 @@ SAMPLED = [
     dict(quantum_backend="stratified", num_samples=8, control_variate=True),
     dict(quantum_backend="hybrid", num_samples=8, top_k=2),
     dict(quantum_backend="performer", num_samples=8),
+    dict(quantum_backend="nystrom", num_samples=2),
+    dict(quantum_backend="linformer", num_samples=4),
     dict(head_configs=[{"backend": "naive", "seed": 4}, {"backend": "stratified", "num_samples": 4}]),
 ]
 
@@ -401,3 +403,15 @@ def test_generators_follow_the_module_to_cuda(move):
     built_there.load_state_dict(module.state_dict())
     torch.testing.assert_close(built_there(x, x, x)[0], outs[0], atol=0, rtol=0)
     assert move(built_there.cpu()).generator.device.type == "cuda"
+
+
+def test_torch_refuses_the_jagged_input_we_take():
+    """The README's stated difference: this torch's nn.MultiheadAttention raises on jagged input; ours runs."""
+    ref, ours = torch_and_ours(dtype=torch.float32, batch_first=True)
+    ref.eval(), ours.eval()
+    x = _jagged(3, 5)
+    with torch.no_grad():
+        with pytest.raises(Exception):
+            ref(x, x, x)
+        out, weights = ours(x, x, x)
+    assert out.is_nested and weights.shape == (2, 5, 5)
