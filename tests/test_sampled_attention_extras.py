@@ -139,6 +139,21 @@ def test_quantum_mixer_is_causal():
         mixers.build("quantum", 16, causal=True, num_heads=2, adaptive=True)
 
 
+@pytest.mark.parametrize("options", [dict(backend="hybrid"), dict(backend="naive", control_variate=True),
+                                     dict(backend="stratified", control_variate=True, cv_block=3)],
+                         ids=["hybrid", "naive+cv", "stratified+cv"])
+def test_quantum_mixer_designs_are_prefix_consistent(options):
+    # tests/test_prefix_consistency.py covers the default design; these are the other causal ones.
+    torch.manual_seed(0)
+    mixer = mixers.build("quantum", 16, causal=True, num_heads=2, num_samples=4, **options).double()
+    x = torch.randn(2, 23, 16, dtype=torch.float64)
+    mixer.generator.manual_seed(5)
+    full = mixer(x)
+    for t in (1, 8, 17):
+        mixer.generator.manual_seed(5)
+        torch.testing.assert_close(mixer(x[:, :t]), full[:, :t], rtol=1e-9, atol=1e-9)
+
+
 def test_training_with_a_sampled_backend_lowers_the_loss(shakespeare_path):
     torch.manual_seed(0)
     data = torch.frombuffer(bytearray(shakespeare_path.read_bytes()[:20000]), dtype=torch.uint8).long()

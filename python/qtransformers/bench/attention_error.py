@@ -7,7 +7,8 @@ error ratio to naive sampling, and the estimator's classical side information as
 exact attention's multiply-adds. "+cv" is the block control variate, "+favor-cv" the FAVOR+ one. Regimes: (a) Gaussian q, k, v (non-causal); (b) q, k, v of a
 small causal byte-level transformer trained on ``--data`` (captured once and cached in
 ``--capture``; causal, as in the model). An estimator that refuses causal inputs with a typed
-error (Nyström, Linformer, the public peers here) has no regime (b) number. ``--q-scale τ`` multiplies the regime-(a) queries (sharper softmax).
+error (Nyström, Linformer, the public peers here, and the designs that couple rows: adaptive
+allocation and the FAVOR+ control variate) has no regime (b) number. ``--q-scale τ`` multiplies the regime-(a) queries (sharper softmax).
 
 When performer-pytorch, nystrom-attention or linformer are installed, their own modules run on
 the same q, k, v as rows of their own (``performer-pytorch``, ``nystrom-attention``,
@@ -179,13 +180,13 @@ def _measure(name: str, q, k, v, causal: bool, m: int, exact, seeds: int, device
     return {**result, "rel_err": float(torch.stack(errors).mean())}
 
 
-def _side_fraction(name: str, n: int, m: int) -> float:
+def _side_fraction(name: str, n: int, m: int, causal: bool) -> float:
     if name not in SAMPLED:
         return float("nan")
     cfg = SAMPLED[name]
     cost = side_information_cost(n, n, 64, 64, num_samples=m, control_variate=cfg.get("control_variate", False),
                                  backend=cfg["backend"], adaptive=cfg.get("adaptive", False),
-                                 cv_kind=cfg.get("cv_kind", "block"))
+                                 key_order="position" if causal else "value", cv_kind=cfg.get("cv_kind", "block"))
     return cost["side_information_macs"] / cost["exact_macs"]
 
 
@@ -226,7 +227,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             cache.clear()
             cache[(regime, n)] = (q, k, v, causal, exact_attention(q, k, v, is_causal=causal)[0])
         q, k, v, causal, exact = cache[(regime, n)]
-        row = {"regime": regime, "N": n, "m": m, "impl": name, "side_info_frac": _side_fraction(name, n, m)}
+        row = {"regime": regime, "N": n, "m": m, "impl": name, "side_info_frac": _side_fraction(name, n, m, causal)}
         try:
             row.update(_measure(name, q, k, v, causal, m, exact, args.seeds, device))
         except InvalidArgumentError:
