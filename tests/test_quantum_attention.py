@@ -108,12 +108,15 @@ def test_masked_key_values_do_not_change_the_output():
     key_mask[..., 4:] = False
     v2 = v.clone()
     v2[..., 4:, :] = 1e3
+    float_mask = torch.zeros(2, 1, 6, 6).masked_fill(~key_mask, float("-inf"))  # same keys for every row
     for backend in ("naive", "stratified", "hybrid"):
-        a = quantum_attention(q, k, v, key_mask, backend=backend, key_order="position",
-                              generator=torch.Generator().manual_seed(1))
-        b = quantum_attention(q, k, v2, key_mask, backend=backend, key_order="position",
-                              generator=torch.Generator().manual_seed(1))
-        torch.testing.assert_close(a, b)
+        for order in ("position", "auto", "value"):
+            for mask in (key_mask, float_mask):
+                a = quantum_attention(q, k, v, mask, backend=backend, key_order=order, control_variate=backend != "hybrid",
+                                      generator=torch.Generator().manual_seed(1))
+                b = quantum_attention(q, k, v2, mask, backend=backend, key_order=order, control_variate=backend != "hybrid",
+                                      generator=torch.Generator().manual_seed(1))
+                torch.testing.assert_close(a, b)
 
 
 def test_same_seed_same_output_and_exact_backend():
