@@ -191,3 +191,21 @@ def test_rust_and_torch_samplers_draw_the_same_shots(cfg):
     a, b = (quantum_attention(qr, kr, vr, num_samples=4, sampler=s, generator=torch.Generator().manual_seed(4),
                               **masking, **cfg) for s in ("rust", "torch"))
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_side_information_counts_the_row_normaliser():
+    from qtransformers.functional import side_information_cost
+
+    def cost(**kw):
+        c = side_information_cost(256, 256, 64, 64, num_samples=8, **kw)
+        return c["side_information_macs"] / c["exact_macs"], c["normaliser_macs"]
+
+    # Every estimator that reads a normalised p_J pays for the normaliser: half of exact attention.
+    for kw in (dict(backend="stratified", control_variate=False), dict(backend="hybrid", control_variate=False),
+               dict(backend="naive", control_variate=False, adaptive=True),
+               dict(backend="naive", control_variate=True, cv_kind="favor")):
+        frac, normaliser = cost(**kw)
+        assert normaliser == 256 * 256 * 64 and frac >= 0.5, kw
+    assert cost(backend="naive", control_variate=False) == (0.0, 0)
+    frac, normaliser = cost(backend="naive", control_variate=True)
+    assert normaliser == 0 and 0 < frac <= 0.25
