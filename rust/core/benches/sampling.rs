@@ -49,7 +49,7 @@ fn bench_ordered_and_allocation(c: &mut Criterion) {
                     rows,
                     SampleMethod::Systematic,
                     1,
-            None,
+                    None,
                 )
                 .unwrap()
             })

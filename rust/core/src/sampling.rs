@@ -133,7 +133,9 @@ pub fn sample_rows<W: Weight>(
     seed: u64,
 ) -> Result<Vec<i64>> {
     let counts = vec![shots as i64; rows];
-    sample_rows_ordered(weights, rows, n, &counts, shots, None, 1, method, seed, None)
+    sample_rows_ordered(
+        weights, rows, n, &counts, shots, None, 1, method, seed, None,
+    )
 }
 
 /// The first `count` uniforms in [0, 1) of each row's stream: row `r` reads ChaCha8 stream
@@ -441,8 +443,19 @@ mod tests {
     #[test]
     fn varying_shots_pad_with_minus_one() {
         let w = [1.0f32; 6];
-        let idx = sample_rows_ordered(&w, 2, 3, &[1, 3], 3, None, 1, SampleMethod::Stratified, 0, None)
-            .unwrap();
+        let idx = sample_rows_ordered(
+            &w,
+            2,
+            3,
+            &[1, 3],
+            3,
+            None,
+            1,
+            SampleMethod::Stratified,
+            0,
+            None,
+        )
+        .unwrap();
         assert!(idx[0] >= 0 && idx[1] == -1 && idx[2] == -1);
         assert!(idx[3..].iter().all(|&i| (0..3).contains(&i)));
         // Systematic with shots = n on a uniform row draws every key once.
@@ -480,8 +493,18 @@ mod tests {
             None,
         );
         assert!(matches!(bad_perm, Err(Error::InvalidArgument(_))));
-        let too_many =
-            sample_rows_ordered(&w, 2, 2, &[3, 1], 2, None, 1, SampleMethod::Systematic, 0, None);
+        let too_many = sample_rows_ordered(
+            &w,
+            2,
+            2,
+            &[3, 1],
+            2,
+            None,
+            1,
+            SampleMethod::Systematic,
+            0,
+            None,
+        );
         assert!(matches!(too_many, Err(Error::InvalidArgument(_))));
         let bad_groups = sample_rows_ordered(
             &w,
@@ -497,7 +520,18 @@ mod tests {
         );
         assert!(matches!(bad_groups, Err(Error::InvalidArgument(_))));
         assert!(matches!(
-            sample_rows_ordered(&w, 2, 2, &[1], 1, None, 1, SampleMethod::Systematic, 0, None),
+            sample_rows_ordered(
+                &w,
+                2,
+                2,
+                &[1],
+                1,
+                None,
+                1,
+                SampleMethod::Systematic,
+                0,
+                None
+            ),
             Err(Error::Shape(_))
         ));
     }

@@ -5,8 +5,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use qtransformers_core::sampling::{
     allocate_shots as core_allocate_shots, keyed_uniforms as core_keyed_uniforms,
-    sample_rows as core_sample_rows, sample_rows_ordered as core_sample_rows_ordered,
-    SampleMethod,
+    sample_rows as core_sample_rows, sample_rows_ordered as core_sample_rows_ordered, SampleMethod,
 };
 
 use crate::errors::to_py;
