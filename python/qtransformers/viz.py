@@ -9,7 +9,7 @@ from torch import Tensor
 
 from qtransformers.exceptions import InvalidArgumentError
 from qtransformers.functional.attention import safe_softmax, scaled_scores
-from qtransformers.functional.quantum import adaptive_shots, quantum_attention
+from qtransformers.functional.quantum import adaptive_shots, pilot_size, quantum_attention
 from qtransformers.functional.sampling import draw_rows
 
 
@@ -30,7 +30,8 @@ def attention_heatmaps(
 
     q (B,H,L,E), k (B,H,S,E), v (B,H,S,Ev). The sampled panel is the estimator's weight matrix
     (``need_weights=True``); the shots panel shows how ``adaptive=True`` splits the same total
-    budget (L·num_samples per head, a quarter spent on the entropy pilot). Returns the path.
+    budget (L·num_samples per head, a quarter spent on the entropy pilot); with ``is_causal``,
+    where ``adaptive=True`` is refused, it shows the allocation that design would make. Returns the path.
     """
     import matplotlib
 
@@ -48,7 +49,7 @@ def attention_heatmaps(
         _, sampled = quantum_attention(q, k, v, is_causal=is_causal, backend=backend, num_samples=num_samples,
                                        generator=gen, need_weights=True)
         rows = exact.reshape(-1, exact.size(-1))
-        pilot = max(1, num_samples // 4)
+        pilot = max(1, pilot_size(num_samples))
         design = "multinomial" if backend in ("naive", "hybrid") else "systematic"
         pilot_idx = draw_rows(rows, torch.full((rows.size(0),), pilot) * (rows.sum(-1) > 0), design, generator=gen)
         shots = adaptive_shots(rows, pilot_idx, q.size(2), num_samples - pilot).view(len(heads), -1)

@@ -259,9 +259,7 @@ def block_value_order(v: Tensor, block: int) -> Tensor:
 def _draw(rows, order, length, backend, m, adaptive, top_k, generator, sampler, streams) -> tuple[Tensor, Tensor]:
     """Shot indices (R, M) and detached estimator weights (R, M) of the chosen design for rows (R, S)."""
     alive = rows.sum(-1) > 0
-    # The pilot takes m/4 shots but always leaves the main run one (with m = 1 there is no pilot:
-    # no candidates and no reallocation).
-    pilot = min(max(1, m // 4), m - 1) if (adaptive or backend == "hybrid") else 0
+    pilot = pilot_size(m) if (adaptive or backend == "hybrid") else 0
     adaptive = adaptive and pilot > 0
     method = "multinomial" if backend == "naive" else "systematic"
 
@@ -289,6 +287,11 @@ def _draw(rows, order, length, backend, m, adaptive, top_k, generator, sampler, 
         parts_idx.append(cand)
         parts_w.append(cand_w)
     return torch.cat(parts_idx, dim=1), torch.cat(parts_w, dim=1)
+
+
+def pilot_size(num_samples: int) -> int:
+    """Shots of the adaptive / hybrid pilot: m/4, at least 1, but always leaving the main run one (0 for m = 1)."""
+    return min(max(1, num_samples // 4), num_samples - 1)
 
 
 def _design_weights(rows: Tensor, idx: Tensor, shots: Tensor, method: str) -> tuple[Tensor, Tensor]:
