@@ -12,21 +12,28 @@ input. Three implementations of the same math:
 - backend ``"rust"``: the Rust core (realfft plans cached, rows/channels in parallel with rayon),
   registered as the custom op ``qtransformers::causal_fftconv_rust`` with its own backward (also in
   Rust); a custom op, so ``torch.compile`` treats it as one opaque node. CPU, float32/float64 only.
+- backend ``"triton"``: :func:`qtransformers.kernels.dispatch.causal_fftconv_triton`, the fused Monarch-form
+  kernel (cuFFT with a fused spectrum multiply past its length limit); float32/bf16/fp16, read as they are.
 
 ``backend="auto"`` picks :data:`CPU_DEFAULT` on CPU (chosen from the long-context bench, see the
-README) and ``"torch"`` elsewhere. Half/bfloat16 inputs are computed in float32 and cast back.
+README), ``"triton"`` on CUDA when Triton is installed (and not disabled by
+``QTRANSFORMERS_DISABLE_TRITON=1``) for non-float64 inputs, and ``"torch"`` otherwise. Half/bfloat16
+inputs are computed in float32 and cast back. ``"triton"`` on a CPU tensor runs only under the
+Triton interpreter (``TRITON_INTERPRET=1``, what the tests use).
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from qtransformers import _core
-from qtransformers.exceptions import DTypeError, InvalidArgumentError, ShapeError
+from qtransformers.exceptions import BackendUnavailableError, DTypeError, InvalidArgumentError, ShapeError
 
-BACKENDS = ("auto", "torch", "rust", "reference")
+BACKENDS = ("auto", "torch", "rust", "triton", "reference")
 CPU_DEFAULT = "rust"
 
 
@@ -90,9 +97,22 @@ class _TorchFFTConv(torch.autograd.Function):
             corr = g_spec * torch.fft.rfft(k, n=n).conj()[:, None, :]
             grad_u = torch.fft.irfft(corr.flatten(1, 2), n=n)[..., :t]
         if ctx.needs_input_grad[1]:
-            cross = (g_spec * _grouped(torch.fft.rfft(u, n=n), kernels).conj()).sum(dim=(0, 2))
-            grad_k = torch.fft.irfft(cross, n=n)[..., :t]
+            grad_k = kernel_grad(grad, u, kernels, g_spec)
         return grad_u, grad_k
+
+
+def kernel_grad(grad: Tensor, u: Tensor, kernels: int, g_spec: Tensor | None = None) -> Tensor:
+    """Gradient of the causal convolution w.r.t. its K kernels: grad, u (B, C, T) -> (K, T).
+
+    The correlation of ``grad`` with u, summed over the batch and the channels sharing a kernel,
+    by FFT; ``g_spec`` is the grouped ``rfft(grad, n=fft_size(T))`` when the caller already has it.
+    """
+    t = u.size(-1)
+    n = fft_size(t)
+    if g_spec is None:
+        g_spec = _grouped(torch.fft.rfft(grad, n=n), kernels)
+    cross = (g_spec * _grouped(torch.fft.rfft(u, n=n), kernels).conj()).sum(dim=(0, 2))
+    return torch.fft.irfft(cross, n=n)[..., :t]
 
 
 def _as_numpy(x: Tensor) -> np.ndarray:
@@ -132,20 +152,41 @@ def _rust_grad(ctx, grad: Tensor):
 _rust_forward.register_autograd(_rust_grad, setup_context=_rust_setup)
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """The concrete backend ``"auto"`` stands for on ``device``."""
+def resolve_backend(backend: str, u: Tensor) -> str:
+    """The concrete backend ``"auto"`` stands for on the device and dtype of u."""
     if backend != "auto":
         return backend
-    return CPU_DEFAULT if device.type == "cpu" else "torch"
+    if u.device.type == "cpu":
+        return CPU_DEFAULT
+    from qtransformers.kernels import dispatch
+
+    return "triton" if dispatch.use_triton(u) and u.dtype != torch.float64 else "torch"
+
+
+def _triton(u: Tensor, k: Tensor) -> Tensor:
+    """The triton backend after its checks: CUDA, or CPU under the interpreter; no float64."""
+    from qtransformers.kernels import dispatch
+
+    if u.dtype == torch.float64:
+        raise DTypeError("the triton backend computes in float32; use backend='torch' for float64 inputs")
+    if not dispatch.triton_available():
+        raise BackendUnavailableError("the triton backend needs the triton package (pip install triton)")
+    if not u.is_cuda and os.environ.get("TRITON_INTERPRET", "0") != "1":
+        raise BackendUnavailableError(
+            f"the triton backend runs on CUDA tensors (or CPU ones under TRITON_INTERPRET=1), got {u.device}"
+        )
+    return dispatch.causal_fftconv_triton(u, k)
 
 
 def causal_fftconv(u: Tensor, k: Tensor, backend: str = "auto") -> Tensor:
     """Causal convolution of u (B, C, T) with kernels k (K, T), channel c using k[c // (C / K)] -> (B, C, T).
 
-    ``backend`` is "auto", "torch", "rust" or "reference" (see the module docstring).
+    ``backend`` is "auto", "torch", "rust", "triton" or "reference" (see the module docstring).
     """
     _check(u, k, backend)
-    chosen = resolve_backend(backend, u.device)
+    chosen = resolve_backend(backend, u)
+    if chosen == "triton":
+        return _triton(u, k)
     dtype = u.dtype
     if dtype not in (torch.float32, torch.float64):
         u, k = u.float(), k.float()

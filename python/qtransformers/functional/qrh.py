@@ -171,27 +171,29 @@ def spectral_rotate(
     """Filter each channel of u (B, C, G, T) by F_α along T, then apply matrix (C, G, G) along G.
 
     ``alpha=None`` skips the filter, ``matrix=None`` the rotation. Causal mode uses the kernel of
-    :func:`causal_kernel` for ``max_len`` (with a filter, T > max_len raises ShapeError). On CUDA with Triton the
-    frequency-domain multiply and rotation run as one fused kernel; elsewhere the causal path
-    uses :func:`causal_fftconv` (``backend`` as there) and the non-causal path torch.fft.
+    :func:`causal_kernel` for ``max_len`` (with a filter, T > max_len raises ShapeError) in
+    :func:`causal_fftconv` (``backend`` as there: Rust on CPU, the fused Triton kernel on CUDA), then
+    the rotation along G in the time domain (it commutes with the per-channel filter). Non-causal: on
+    CUDA with Triton the frequency-domain multiply and rotation run as one kernel between cuFFT
+    transforms; elsewhere torch.fft.
     """
     _check_spectral(u, alpha, matrix)
     if alpha is None:
         return _rotate(u, matrix)
     from qtransformers.kernels import dispatch
 
-    if dispatch.use_triton(u):
-        return dispatch.spectral_rotate_triton(u, alpha, matrix, causal, max_len)
-    dtype = u.dtype
-    work = u if dtype in (torch.float32, torch.float64) else u.float()
-    b, c, g, t = work.shape
+    b, c, g, t = u.shape
     if causal:
         check_length(t, max_len)
-        kernel = causal_kernel(alpha.to(work.dtype), max_len)[:, :t]
-        y = causal_fftconv(work.reshape(b, c * g, t), kernel, backend=backend).view(b, c, g, t)
-    else:
-        spec = filter_spectrum(alpha.to(work.dtype), t)
-        y = torch.fft.irfft(torch.fft.rfft(work) * spec[None, :, None, :], n=t)
+        kernel = causal_kernel(alpha.to(torch.float64 if u.dtype == torch.float64 else torch.float32), max_len)
+        y = causal_fftconv(u.reshape(b, c * g, t), kernel[:, :t], backend=backend).view(b, c, g, t)
+        return _rotate(y, matrix)
+    if dispatch.use_triton(u):
+        return dispatch.spectral_rotate_triton(u, alpha, matrix)
+    dtype = u.dtype
+    work = u if dtype in (torch.float32, torch.float64) else u.float()
+    spec = filter_spectrum(alpha.to(work.dtype), t)
+    y = torch.fft.irfft(torch.fft.rfft(work) * spec[None, :, None, :], n=t)
     return _rotate(y, matrix).to(dtype)
 
 

@@ -2,7 +2,9 @@
 
 Every output token depends on every input token, so it is registered non-causal only;
 building it with ``causal=True`` raises. No parameters; orthonormal FFT scaling keeps the
-output on the input's scale.
+output on the input's scale. It stays on torch.fft on every device: one 2-D cuFFT call with no
+pointwise work between transforms leaves nothing to fuse, and its lengths (T, D) need not be
+powers of two, so a Monarch-form Triton kernel would add padding, not save memory traffic.
 """
 
 from __future__ import annotations

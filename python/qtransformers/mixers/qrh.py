@@ -2,7 +2,9 @@
 
 (B, T, 4E) -> input projection -> absolute phase (position) -> view as E quaternions per token
 -> Ψ_QRH = R · F⁻¹{F_α(k) · F{Ψ}} (causal or not, see :mod:`qtransformers.functional.qrh`)
--> output projection. α is a learnable per-channel parameter; R = left and right unit
+-> output projection. The causal Ψ_QRH is a causal convolution (Rust on CPU, the fused Triton
+kernel :mod:`qtransformers.kernels.fftconv_triton` on CUDA); R is folded into the output projection.
+α is a learnable per-channel parameter; R = left and right unit
 quaternions per channel (learned 4-vectors, normalised in forward, initialised to identity).
 A causal layer is built for sequences up to ``max_len``: its kernel is defined once on that
 grid, so the weight of each lag does not depend on the input's length (prefix-consistent).

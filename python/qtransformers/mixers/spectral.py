@@ -10,8 +10,9 @@ gating is per token and causal) -> ⊙ σ(u) -> output projection.
 Phase-aware mixing: each band weight w = r·e^{iφ} is a complex number stored in polar form
 (``log_magnitude``, ``phase``): it scales the band's spectrum by r and rotates its phase by φ
 (the weights :func:`qtransformers.compress.polar_quantize` packs). All kernels are causal and
-the convolutions zero-padded (:func:`qtransformers.functional.causal_fftconv`), so output t
-never sees t' > t; there is no whole-sequence FFT mixing. Causal only.
+the convolutions zero-padded (:func:`qtransformers.functional.causal_fftconv`: Rust on CPU, the
+fused Triton kernel on CUDA, all bands in one launch), so output t never sees t' > t; there is no
+whole-sequence FFT mixing. Causal only.
 """
 
 from __future__ import annotations
