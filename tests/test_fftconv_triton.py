@@ -112,7 +112,11 @@ MIXERS = {"qrh": {"max_len": 1025}, "hyena": {}, "spectral": {}}
 
 @pytest.mark.parametrize("t", (97, 1025))
 @pytest.mark.parametrize("name", sorted(MIXERS))
-def test_mixers_on_the_fused_kernel_match_reference(interpreted, name, t):
+def test_mixers_on_the_fused_kernel_match_reference(interpreted, monkeypatch, name, t):
+    fused, _ = interpreted
+    launches = []
+    launch = fused._launch
+    monkeypatch.setattr(fused, "_launch", lambda *a, **kw: launches.append(kw["conj"]) or launch(*a, **kw))
     torch.manual_seed(0)
     fast = mixers.build(name, 8, causal=True, backend="triton", **MIXERS[name])
     same = copy.deepcopy(fast)
@@ -128,6 +132,7 @@ def test_mixers_on_the_fused_kernel_match_reference(interpreted, name, t):
              for o, i, m in zip(outs, inputs, (fast, same, ref))]
     for a, s, r in zip(*grads):
         assert within(a, s, r)
+    assert launches == [False, True]  # the fused kernel ran: forward convolution, backward correlation
 
 
 def test_dispatch_on_cpu_keeps_rust_and_refuses_triton_without_interpreter(monkeypatch):
@@ -140,6 +145,15 @@ def test_dispatch_on_cpu_keeps_rust_and_refuses_triton_without_interpreter(monke
     with pytest.raises(DTypeError) as info:
         causal_fftconv(u.double(), k.double(), backend="triton")
     assert isinstance(info.value, TypeError)
+
+
+def test_auto_picks_triton_where_dispatch_allows_it(monkeypatch):
+    u = torch.empty(1, 2, 16, device="meta")  # a non-CPU tensor, as a CUDA one would be
+    monkeypatch.setattr(dispatch, "use_triton", lambda x: True)  # what it answers on CUDA with Triton
+    assert resolve_backend("auto", u) == "triton"
+    assert resolve_backend("auto", u.double()) == "torch"  # the kernel computes in float32
+    monkeypatch.setattr(dispatch, "use_triton", lambda x: False)  # Triton missing or disabled
+    assert resolve_backend("auto", u) == "torch"
 
 
 @pytest.mark.gpu

@@ -16,9 +16,10 @@ from qtransformers.functional.qrh import rotation_matrix, spectral_rotate, spect
 from qtransformers.kernels import dispatch  # noqa: E402
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def kernels():
-    """qtransformers.kernels.spectral imported with the Triton interpreter switched on."""
+    """qtransformers.kernels.spectral imported with the Triton interpreter switched on (per test, so the
+    ``gpu`` test below runs the compiled kernel)."""
     mp = pytest.MonkeyPatch()
     mp.setenv("TRITON_INTERPRET", "1")
     import qtransformers.kernels.spectral as spectral
