@@ -158,7 +158,7 @@ def test_auto_picks_triton_where_dispatch_allows_it(monkeypatch):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16))
-@pytest.mark.parametrize("t", (97, 1025, 4097, 16384, 20000))
+@pytest.mark.parametrize("t", (1025, 16384, 20000))  # 20000: past the fused length, cuFFT path
 def test_compiled_kernel_on_cuda_matches_reference(t, dtype):
     u, k = conv_case(4, 16, 4, t, seed=t, device="cuda")
     assert resolve_backend("auto", u) == "triton"

@@ -60,7 +60,7 @@ def _fftconv_kernel(
 ):
     HALF: tl.constexpr = N2 // 2
     N: tl.constexpr = N1 * N2
-    row = tl.program_id(0)
+    row = tl.program_id(0).to(tl.int64)  # B·C·N can pass 2**31
     kern = (row % C) // G
     u_row = u_ptr + row * T
     y_row = y_ptr + row * T
@@ -169,7 +169,7 @@ def _launch(u: Tensor, spec: Tensor, kernels: int, conj: bool) -> Tensor:
     prec = "tf32x3" if u.dtype == torch.float32 else "tf32"
     _fftconv_kernel[(b * c,)](
         u, spec, f1, f2, tw, scratch, y, t, c, c // kernels,
-        N1=n1, N2=n2, BR=min(BLOCK, n1), BK=min(BLOCK, n2), CONJ=conj, PREC=prec, num_warps=4,
+        N1=n1, N2=n2, BR=min(BLOCK, n1), BK=min(BLOCK, n2), CONJ=conj, PREC=prec, num_warps=8 if n1 >= 64 else 4,
     )
     return y
 
