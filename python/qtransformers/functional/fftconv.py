@@ -97,22 +97,9 @@ class _TorchFFTConv(torch.autograd.Function):
             corr = g_spec * torch.fft.rfft(k, n=n).conj()[:, None, :]
             grad_u = torch.fft.irfft(corr.flatten(1, 2), n=n)[..., :t]
         if ctx.needs_input_grad[1]:
-            grad_k = kernel_grad(grad, u, kernels, g_spec)
+            cross = (g_spec * _grouped(torch.fft.rfft(u, n=n), kernels).conj()).sum(dim=(0, 2))
+            grad_k = torch.fft.irfft(cross, n=n)[..., :t]
         return grad_u, grad_k
-
-
-def kernel_grad(grad: Tensor, u: Tensor, kernels: int, g_spec: Tensor | None = None) -> Tensor:
-    """Gradient of the causal convolution w.r.t. its K kernels: grad, u (B, C, T) -> (K, T).
-
-    The correlation of ``grad`` with u, summed over the batch and the channels sharing a kernel,
-    by FFT; ``g_spec`` is the grouped ``rfft(grad, n=fft_size(T))`` when the caller already has it.
-    """
-    t = u.size(-1)
-    n = fft_size(t)
-    if g_spec is None:
-        g_spec = _grouped(torch.fft.rfft(grad, n=n), kernels)
-    cross = (g_spec * _grouped(torch.fft.rfft(u, n=n), kernels).conj()).sum(dim=(0, 2))
-    return torch.fft.irfft(cross, n=n)[..., :t]
 
 
 def _as_numpy(x: Tensor) -> np.ndarray:

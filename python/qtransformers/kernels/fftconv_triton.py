@@ -20,9 +20,10 @@ last products contract over N2/2 only. The three passes of a row meet in a per-r
 scratch buffer (B·C·N complex values); bf16/fp16 inputs are read as they are and everything
 accumulates in float32 (fp32 products use ``tf32x3``, half inputs plain ``tf32``).
 
-Backward (one ``autograd.Function``): the input gradient is a correlation with the kernel, the
-same kernel with conj(S); the kernel gradient is the batch-summed correlation of the output
-gradient with u, by torch.fft (:func:`qtransformers.functional.fftconv.kernel_grad`).
+Backward (one ``autograd.Function``), the same kernel in correlation form: the input gradient
+is the correlation of the output gradient g with the kernel (conj(S) in place of S); the kernel
+gradient is the per-row correlation of g with u (FFT(g) · conj FFT(u), both transformed in the
+kernel), summed over the batch and the channels sharing a kernel.
 Reference: :func:`qtransformers.functional.causal_fftconv_ref`. Import this module only when
 Triton is installed; under ``TRITON_INTERPRET=1`` (set before import) it runs on CPU tensors.
 """
@@ -37,8 +38,6 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from qtransformers.functional.fftconv import kernel_grad
-
 MIN_N = 512
 """Smallest transform length (N1 = 16, N2 = 32: every tl.dot dimension stays >= 16)."""
 BLOCK = 32
@@ -52,28 +51,14 @@ def _load_c(ptr, offs):
 
 
 @triton.jit
-def _fftconv_kernel(
-    u_ptr, spec_ptr, f1_ptr, f2_ptr, tw_ptr, scratch_ptr, y_ptr,
-    T, C, G,
-    N1: tl.constexpr, N2: tl.constexpr, BR: tl.constexpr, BK: tl.constexpr,
-    CONJ: tl.constexpr, PREC: tl.constexpr,
-):
-    HALF: tl.constexpr = N2 // 2
-    N: tl.constexpr = N1 * N2
-    row = tl.program_id(0).to(tl.int64)  # B·C·N can pass 2**31
-    kern = (row % C) // G
-    u_row = u_ptr + row * T
-    y_row = y_ptr + row * T
-    s_row = spec_ptr + kern * N * 2
-    scr = scratch_ptr + row * N * 2
-    half = tl.arange(0, HALF)
-    all1 = tl.arange(0, N1)
-
-    # pass 1: B[n1, f2] = W_N^(n1 f2) · Σ_{n2 < N2/2} x[n1 + N1 n2] · W_N2^(n2 f2)   (x real, zero past T)
+def _forward_rows(x_row, scr, f2_ptr, tw_ptr, T, N1: tl.constexpr, N2: tl.constexpr, BR: tl.constexpr,
+                  BK: tl.constexpr, PREC: tl.constexpr):
+    """Pass 1 into scr: B[n1, f2] = W_N^(n1 f2) · Σ_{n2 < N2/2} x[n1 + N1 n2] · W_N2^(n2 f2) (x real, 0 past T)."""
+    half = tl.arange(0, N2 // 2)
     for r0 in range(0, N1, BR):
         n1 = r0 + tl.arange(0, BR)
         idx = n1[:, None] + N1 * half[None, :]
-        a = tl.load(u_row + idx, mask=idx < T, other=0.0).to(tl.float32)
+        a = tl.load(x_row + idx, mask=idx < T, other=0.0).to(tl.float32)
         for c0 in range(0, N2, BK):
             f2 = c0 + tl.arange(0, BK)
             w_re, w_im = _load_c(f2_ptr, half[:, None] * N2 + f2[None, :])
@@ -83,22 +68,57 @@ def _fftconv_kernel(
             off = 2 * (n1[:, None] * N2 + f2[None, :])
             tl.store(scr + off, b_re * t_re - b_im * t_im)
             tl.store(scr + off + 1, b_re * t_im + b_im * t_re)
+
+
+@triton.jit
+def _spectrum_columns(scr, f1_ptr, f2, N1: tl.constexpr, N2: tl.constexpr, BR: tl.constexpr, BK: tl.constexpr,
+                      PREC: tl.constexpr):
+    """Pass 2a: the spectrum X[f2 + N2 f1] = (F_N1 @ B)[f1, f2] for all f1 and the column block f2: (N1, BK) planes."""
+    all1 = tl.arange(0, N1)
+    x_re = tl.full((N1, BK), 0.0, tl.float32)
+    x_im = tl.full((N1, BK), 0.0, tl.float32)
+    for r0 in range(0, N1, BR):
+        n1 = r0 + tl.arange(0, BR)
+        m_re, m_im = _load_c(f1_ptr, all1[:, None] * N1 + n1[None, :])
+        b_re, b_im = _load_c(scr, n1[:, None] * N2 + f2[None, :])
+        x_re += tl.dot(m_re, b_re, input_precision=PREC) - tl.dot(m_im, b_im, input_precision=PREC)
+        x_im += tl.dot(m_re, b_im, input_precision=PREC) + tl.dot(m_im, b_re, input_precision=PREC)
+    return x_re, x_im
+
+
+@triton.jit
+def _fftconv_kernel(
+    u_ptr, v_ptr, spec_ptr, f1_ptr, f2_ptr, tw_ptr, scratch_ptr, y_ptr,
+    T, C, G, ROWS,
+    N1: tl.constexpr, N2: tl.constexpr, BR: tl.constexpr, BK: tl.constexpr,
+    CONJ: tl.constexpr, CROSS: tl.constexpr, PREC: tl.constexpr,
+):
+    """One row: y = first T of IFFT(FFT(u) · P), P = S[c // G] (conj S if CONJ), or conj FFT(v) if CROSS."""
+    HALF: tl.constexpr = N2 // 2
+    N: tl.constexpr = N1 * N2
+    row = tl.program_id(0).to(tl.int64)  # B·C·N can pass 2**31
+    s_row = spec_ptr + ((row % C) // G) * N * 2
+    scr = scratch_ptr + row * N * 2
+    scr_v = scratch_ptr + (ROWS + row) * N * 2  # the second signal's half of the scratch (CROSS only)
+    half = tl.arange(0, HALF)
+    all1 = tl.arange(0, N1)
+
+    _forward_rows(u_ptr + row * T, scr, f2_ptr, tw_ptr, T, N1, N2, BR, BK, PREC)
+    if CROSS:
+        _forward_rows(v_ptr + row * T, scr_v, f2_ptr, tw_ptr, T, N1, N2, BR, BK, PREC)
     tl.debug_barrier()
 
-    # pass 2, per column block of f2: X = F_N1 @ B; X *= S (or conj S); D = conj(F_N1) @ X; D *= conj(twiddle)
+    # pass 2, per column block of f2: X = F_N1 @ B; X *= P; D = conj(F_N1) @ X; D *= conj(twiddle)
     for c0 in range(0, N2, BK):
         f2 = c0 + tl.arange(0, BK)
-        x_re = tl.full((N1, BK), 0.0, tl.float32)
-        x_im = tl.full((N1, BK), 0.0, tl.float32)
-        for r0 in range(0, N1, BR):
-            n1 = r0 + tl.arange(0, BR)
-            m_re, m_im = _load_c(f1_ptr, all1[:, None] * N1 + n1[None, :])
-            b_re, b_im = _load_c(scr, n1[:, None] * N2 + f2[None, :])
-            x_re += tl.dot(m_re, b_re, input_precision=PREC) - tl.dot(m_im, b_im, input_precision=PREC)
-            x_im += tl.dot(m_re, b_im, input_precision=PREC) + tl.dot(m_im, b_re, input_precision=PREC)
-        s_re, s_im = _load_c(s_row, all1[:, None] * N2 + f2[None, :])
-        if CONJ:
+        x_re, x_im = _spectrum_columns(scr, f1_ptr, f2, N1, N2, BR, BK, PREC)
+        if CROSS:
+            s_re, s_im = _spectrum_columns(scr_v, f1_ptr, f2, N1, N2, BR, BK, PREC)
             s_im = -s_im
+        else:
+            s_re, s_im = _load_c(s_row, all1[:, None] * N2 + f2[None, :])
+            if CONJ:
+                s_im = -s_im
         p_re = x_re * s_re - x_im * s_im
         p_im = x_re * s_im + x_im * s_re
         tl.debug_barrier()  # every read of this column block of B is done before D overwrites it
@@ -114,6 +134,7 @@ def _fftconv_kernel(
     tl.debug_barrier()
 
     # pass 3: y[n1 + N1 n2] = Re Σ_f2 D[n1, f2] · conj(W_N2^(f2 n2)) / N, for n2 < N2/2 and n < T
+    y_row = y_ptr + row * T
     for r0 in range(0, N1, BR):
         n1 = r0 + tl.arange(0, BR)
         acc = tl.full((BR, HALF), 0.0, tl.float32)
@@ -158,24 +179,28 @@ def spectrum(k: Tensor, n: int) -> Tensor:
     return _planes(torch.fft.fft(k.float(), n=n))
 
 
-def _launch(u: Tensor, spec: Tensor, kernels: int, conj: bool) -> Tensor:
+def _launch(u: Tensor, spec: Tensor | None, kernels: int, conj: bool = False, cross: Tensor | None = None) -> Tensor:
+    """Run the kernel over the rows of u (B, C, T): convolution with spec (K, N, 2) (correlation if conj), or,
+    with ``cross`` (B, C, T), the per-row correlation of u with it (float32 output, spec unused)."""
     b, c, t = u.shape
-    n = spec.size(1)
+    n = transform_size(t)
     n1, n2 = factors(n)
     f1, f2, tw = _tables(n, u.device)
     u = u.contiguous()
-    y = torch.empty_like(u)
-    scratch = torch.empty(b * c, n, 2, device=u.device, dtype=torch.float32)
+    v = u if cross is None else cross.contiguous()
+    y = torch.empty_like(u) if cross is None else torch.empty(u.shape, device=u.device, dtype=torch.float32)
+    scratch = torch.empty(1 if cross is None else 2, b * c, n, 2, device=u.device, dtype=torch.float32)
     prec = "tf32x3" if u.dtype == torch.float32 else "tf32"
     _fftconv_kernel[(b * c,)](
-        u, spec, f1, f2, tw, scratch, y, t, c, c // kernels,
-        N1=n1, N2=n2, BR=min(BLOCK, n1), BK=min(BLOCK, n2), CONJ=conj, PREC=prec, num_warps=8 if n1 >= 64 else 4,
+        u, v, f1 if spec is None else spec, f1, f2, tw, scratch, y, t, c, c // kernels, b * c,
+        N1=n1, N2=n2, BR=min(BLOCK, n1), BK=min(BLOCK, n2), CONJ=conj, CROSS=cross is not None, PREC=prec,
+        num_warps=8 if n1 >= 64 else 4,
     )
     return y
 
 
 class _FFTConvTriton(torch.autograd.Function):
-    """Forward and input gradient by the fused kernel (convolution / correlation); kernel gradient by torch.fft."""
+    """Forward, input gradient (correlation with the kernel) and kernel gradient (correlation with u) by the kernel."""
 
     @staticmethod
     def forward(ctx, u: Tensor, k: Tensor) -> Tensor:
@@ -187,10 +212,13 @@ class _FFTConvTriton(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         u, k, spec = ctx.saved_tensors
         grad_u = _launch(grad, spec, k.size(0), conj=True) if ctx.needs_input_grad[0] else None
-        grad_k = kernel_grad(grad.float(), u.float(), k.size(0)).to(k.dtype) if ctx.needs_input_grad[1] else None
+        grad_k = None
+        if ctx.needs_input_grad[1]:
+            b, c, t = u.shape
+            grad_k = _launch(grad, None, k.size(0), cross=u).view(b, k.size(0), -1, t).sum(dim=(0, 2)).to(k.dtype)
         return grad_u, grad_k
 
 
 def fftconv_triton(u: Tensor, k: Tensor) -> Tensor:
-    """Fused causal convolution of u (B, C, T) (float32/bf16/fp16) with k (K, T), K dividing C -> (B, C, T), u's dtype."""
+    """Fused causal convolution of u (B, C, T) (float32/bf16/fp16) with k (K, T), K | C -> (B, C, T) in u's dtype."""
     return _FFTConvTriton.apply(u, k)
