@@ -183,17 +183,19 @@ def spectral_rotate(
     from qtransformers.kernels import dispatch
 
     b, c, g, t = u.shape
+    dtype = u.dtype
+    # half inputs reach the convolution as they are (the Triton kernel reads them) unless a rotation
+    # follows it: then both run in float32, rounded once at the end
+    work = u if dtype in (torch.float32, torch.float64) or (causal and matrix is None) else u.float()
     if causal:
         check_length(t, max_len)
-        kernel = causal_kernel(alpha.to(torch.float64 if u.dtype == torch.float64 else torch.float32), max_len)
-        y = causal_fftconv(u.reshape(b, c * g, t), kernel[:, :t], backend=backend).view(b, c, g, t)
-        return _rotate(y, matrix)
-    if dispatch.use_triton(u):
+        kernel = causal_kernel(alpha.to(torch.float64 if dtype == torch.float64 else torch.float32), max_len)
+        y = causal_fftconv(work.reshape(b, c * g, t), kernel[:, :t], backend=backend).view(b, c, g, t)
+    elif dispatch.use_triton(u):
         return dispatch.spectral_rotate_triton(u, alpha, matrix)
-    dtype = u.dtype
-    work = u if dtype in (torch.float32, torch.float64) else u.float()
-    spec = filter_spectrum(alpha.to(work.dtype), t)
-    y = torch.fft.irfft(torch.fft.rfft(work) * spec[None, :, None, :], n=t)
+    else:
+        spec = filter_spectrum(alpha.to(work.dtype), t)
+        y = torch.fft.irfft(torch.fft.rfft(work) * spec[None, :, None, :], n=t)
     return _rotate(y, matrix).to(dtype)
 
 
