@@ -110,31 +110,35 @@ def test_transform_grid(interpreted):
 MIXERS = {"qrh": {"max_len": 1025}, "hyena": {}, "spectral": {}}
 
 
-@pytest.mark.parametrize("t", (97, 1025))
-@pytest.mark.parametrize("name", sorted(MIXERS))
-def test_mixers_on_the_fused_kernel_match_reference(interpreted, monkeypatch, name, t):
-    fused, _ = interpreted
+def check_mixer(fused, monkeypatch, name, t, device="cpu", dim=4):
+    """Mixer ``name`` on backend "triton" vs "torch" (float32), ref "reference" in float64: output and all grads."""
     launches = []
     launch = fused._launch
     kind = {(False, False): "convolution", (True, False): "correlation", (False, True): "cross-correlation"}
     monkeypatch.setattr(fused, "_launch", lambda *a, **kw: launches.append(
         kind[kw.get("conj", False), kw.get("cross") is not None]) or launch(*a, **kw))
     torch.manual_seed(0)
-    fast = mixers.build(name, 4, causal=True, backend="triton", **MIXERS[name])
+    fast = mixers.build(name, dim, causal=True, backend="triton", **MIXERS[name]).to(device)
     same = copy.deepcopy(fast)
     same.backend = "torch"
     ref = copy.deepcopy(fast).double()
     ref.backend = "reference"
-    x = torch.randn(1, t, 4, generator=torch.Generator().manual_seed(t))
+    x = torch.randn(1, t, dim, generator=torch.Generator().manual_seed(t)).to(device)
     inputs = [x.clone().requires_grad_(True), x.clone().requires_grad_(True), x.double().requires_grad_(True)]
     outs = [m(i) for m, i in zip((fast, same, ref), inputs)]
     assert within(*outs)
-    w = torch.randn(outs[0].shape, generator=torch.Generator().manual_seed(1))
+    w = torch.randn(outs[0].shape, generator=torch.Generator().manual_seed(1)).to(device)
     grads = [torch.autograd.grad((o * w.to(o.dtype)).sum(), [i, *m.parameters()])
              for o, i, m in zip(outs, inputs, (fast, same, ref))]
     for a, s, r in zip(*grads):
         assert within(a, s, r)
     assert launches == ["convolution", "correlation", "cross-correlation"]  # forward, grad u, grad kernel
+
+
+@pytest.mark.parametrize("t", (97, 1025))
+@pytest.mark.parametrize("name", sorted(MIXERS))
+def test_mixers_on_the_fused_kernel_match_reference(interpreted, monkeypatch, name, t):
+    check_mixer(interpreted[0], monkeypatch, name, t)
 
 
 def test_dispatch_on_cpu_keeps_rust_and_refuses_triton_without_interpreter(monkeypatch):
@@ -165,3 +169,11 @@ def test_compiled_kernel_on_cuda_matches_reference(t, dtype):
     u, k = conv_case(4, 16, 4, t, seed=t, device="cuda")
     assert resolve_backend("auto", u) == "triton"
     check_conv(u, k, dtype, backend="auto")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(MIXERS))
+def test_mixers_on_the_compiled_kernel_match_reference(monkeypatch, name):
+    import qtransformers.kernels.fftconv_triton as fused
+
+    check_mixer(fused, monkeypatch, name, 1025, device="cuda", dim=64)
