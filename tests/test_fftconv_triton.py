@@ -13,7 +13,7 @@ import importlib
 import pytest
 import torch
 
-pytest.importorskip("triton")
+triton = pytest.importorskip("triton")
 
 from qtransformers import mixers  # noqa: E402
 from qtransformers.exceptions import BackendUnavailableError, DTypeError  # noqa: E402
@@ -67,8 +67,7 @@ def check_conv(u, k, dtype, backend="triton"):
         assert within(a, s, r)
 
 
-@pytest.mark.parametrize("t", (97, 1025))
-@pytest.mark.parametrize(("channels", "kernels"), ((3, 3), (4, 2)))
+@pytest.mark.parametrize(("t", "channels", "kernels"), ((97, 3, 3), (97, 4, 2), (1025, 2, 1)))
 def test_fused_kernel_forward_backward_match_reference(interpreted, t, channels, kernels):
     u, k = conv_case(2, channels, kernels, t, seed=t + channels)
     check_conv(u, k, torch.float32)
@@ -85,9 +84,9 @@ def test_fused_kernel_reads_float16(interpreted):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("t", (4097, 16384))
-def test_fused_kernel_long(interpreted, t):
-    u, k = conv_case(2, 4, 2, t, seed=t)
+@pytest.mark.parametrize(("t", "channels", "kernels"), ((1025, 3, 3), (1025, 4, 2), (4097, 4, 2), (16384, 4, 2)))
+def test_fused_kernel_larger_grids(interpreted, t, channels, kernels):
+    u, k = conv_case(2, channels, kernels, t, seed=t + channels)
     check_conv(u, k, torch.float32)
 
 
@@ -108,9 +107,11 @@ def test_transform_grid(interpreted):
 
 
 MIXERS = {"qrh": {"max_len": 1025}, "hyena": {}, "spectral": {}}
+SMALLEST = {"qrh": 4, "hyena": 2, "spectral": 2}
+"""Smallest width each mixer takes (qrh: one quaternion; the others: an even width for the phase)."""
 
 
-def check_mixer(fused, monkeypatch, name, t, device="cpu", dim=4):
+def check_mixer(fused, monkeypatch, name, t, dim, device="cpu"):
     """Mixer ``name`` on backend "triton" vs "torch" (float32), ref "reference" in float64: output and all grads."""
     launches = []
     launch = fused._launch
@@ -135,10 +136,10 @@ def check_mixer(fused, monkeypatch, name, t, device="cpu", dim=4):
     assert launches == ["convolution", "correlation", "cross-correlation"]  # forward, grad u, grad kernel
 
 
-@pytest.mark.parametrize("t", (97, 1025))
-@pytest.mark.parametrize("name", sorted(MIXERS))
+@pytest.mark.parametrize(("name", "t"), [(name, 97) for name in sorted(MIXERS)] + [
+    ("hyena", 1025), ("qrh", 1025), pytest.param("spectral", 1025, marks=pytest.mark.slow)])
 def test_mixers_on_the_fused_kernel_match_reference(interpreted, monkeypatch, name, t):
-    check_mixer(interpreted[0], monkeypatch, name, t)
+    check_mixer(interpreted[0], monkeypatch, name, t, SMALLEST[name])
 
 
 def test_dispatch_on_cpu_keeps_rust_and_refuses_triton_without_interpreter(monkeypatch):
@@ -176,4 +177,28 @@ def test_compiled_kernel_on_cuda_matches_reference(t, dtype):
 def test_mixers_on_the_compiled_kernel_match_reference(monkeypatch, name):
     import qtransformers.kernels.fftconv_triton as fused
 
-    check_mixer(fused, monkeypatch, name, 1025, device="cuda", dim=64)
+    check_mixer(fused, monkeypatch, name, 1025, 64, device="cuda")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ("fp32", "bf16"))
+@pytest.mark.parametrize("n", (2048, 32768))
+def test_kernel_compiles_for_sm90_without_a_gpu(n, dtype):
+    """Ahead-of-time compile (Triton -> PTX -> ptxas cubin) for an H100/H200; checks it builds and fits shared memory."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    import qtransformers.kernels.fftconv_triton as fused
+
+    if not isinstance(fused._fftconv_kernel, triton.runtime.JITFunction):
+        pytest.skip("TRITON_INTERPRET=1 is set for the whole run: the kernel is interpreted, not compiled")
+    n1, n2 = fused.factors(n)
+    pointers = ("u_ptr", "v_ptr", "spec_ptr", "f1_ptr", "f2_ptr", "tw_ptr", "scratch_ptr", "y_ptr")
+    signature = {p: f"*{dtype}" if p in ("u_ptr", "v_ptr", "y_ptr") else "*fp32" for p in pointers}
+    signature |= {a: "i32" for a in ("T", "C", "G", "ROWS")}
+    constants = {"N1": n1, "N2": n2, "BR": fused.BLOCK, "BK": fused.BLOCK, "CONJ": False, "CROSS": False,
+                 "PREC": "tf32x3" if dtype == "fp32" else "tf32"}
+    signature |= {c: "constexpr" for c in constants}
+    compiled = triton.compile(ASTSource(fused._fftconv_kernel, signature, constants), target=GPUTarget("cuda", 90, 32),
+                              options={"num_warps": 8})
+    assert compiled.asm["cubin"] and compiled.metadata.shared <= 227 * 1024
