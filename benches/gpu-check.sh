@@ -61,7 +61,7 @@ step pytest-gpu 120 "$OUT/pytest-gpu.log" python -m pytest -q -m gpu tests/test_
 tail -n 15 "$OUT/pytest-gpu.log"
 
 # nn.MultiheadAttention stops at 16K: its float causal mask is N x N (64K: 8 GiB in bf16 per call)
-step long-context 150 "$OUT/long-context.log" qtransformers bench long-context --device cuda --dtype bfloat16 \
+step long-context 150 "$OUT/long-context.log" python -m qtransformers bench long-context --device cuda --dtype bfloat16 \
     --batch 8 --dim 768 --heads 8 --lengths 1024,4096,16384,65536 \
     --only qrh,qrh-torchfft,hyena,attention,nn.MultiheadAttention --mha-max-n 16384 \
     --repeats 5 --max-seconds 10 --no-progress --out "$OUT/long-context"
