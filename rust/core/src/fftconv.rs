@@ -303,7 +303,7 @@ mod tests {
     fn fft_len_is_even_smooth_and_long_enough() {
         for t in [1, 2, 3, 97, 111, 1025, 16384] {
             let n = fft_len(t);
-            assert!(n >= 2 * t - 1 && n % 2 == 0, "t={t} n={n}");
+            assert!(n >= 2 * t - 1 && n.is_multiple_of(2), "t={t} n={n}");
         }
         assert_eq!(fft_len(16384), 32768);
     }
