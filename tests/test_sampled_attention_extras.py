@@ -241,3 +241,5 @@ def test_viz_writes_png(tmp_path):
     q, k, v = (torch.randn(1, 2, 16, 8) for _ in range(3))
     path = attention_heatmaps(q, k, v, tmp_path / "att.png", heads=[1], is_causal=True, num_samples=8)
     assert path.read_bytes()[:4] == b"\x89PNG"
+    one = attention_heatmaps(q, k, v, tmp_path / "one.png", heads=[0], num_samples=1)  # m = 1: no pilot
+    assert one.read_bytes()[:4] == b"\x89PNG"

@@ -49,10 +49,15 @@ def attention_heatmaps(
         _, sampled = quantum_attention(q, k, v, is_causal=is_causal, backend=backend, num_samples=num_samples,
                                        generator=gen, need_weights=True)
         rows = exact.reshape(-1, exact.size(-1))
-        pilot = max(1, pilot_size(num_samples))
-        design = "multinomial" if backend in ("naive", "hybrid") else "systematic"
-        pilot_idx = draw_rows(rows, torch.full((rows.size(0),), pilot) * (rows.sum(-1) > 0), design, generator=gen)
-        shots = adaptive_shots(rows, pilot_idx, q.size(2), num_samples - pilot).view(len(heads), -1)
+        pilot = pilot_size(num_samples)
+        alive = rows.sum(-1) > 0
+        if pilot:
+            design = "multinomial" if backend in ("naive", "hybrid") else "systematic"
+            pilot_idx = draw_rows(rows, torch.full((rows.size(0),), pilot) * alive, design, generator=gen)
+            shots = adaptive_shots(rows, pilot_idx, q.size(2), num_samples - pilot)
+        else:  # with one shot per row there is no pilot, so adaptive keeps the uniform allocation
+            shots = torch.full((rows.size(0),), num_samples) * alive
+        shots = shots.view(len(heads), -1)
         entropy = -(exact * exact.clamp_min(1e-30).log()).sum(-1)[0]
     fig, axes = plt.subplots(len(heads), 3, figsize=(13, 4 * len(heads)), squeeze=False)
     for row, h in enumerate(heads):

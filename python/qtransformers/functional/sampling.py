@@ -46,12 +46,17 @@ def seed_from(generator: torch.Generator | None) -> int:
 
 def row_uniforms(seed: int, streams: Tensor, count: int, device: torch.device | str = "cpu") -> Tensor:
     """(R, count) float64 uniforms in [0, 1): row r's first ``count`` of ChaCha8 stream ``streams[r]``."""
-    keys = streams.detach().to("cpu", torch.int64).contiguous().numpy().astype(np.uint64)
-    out = _core.keyed_uniforms(int(seed), keys, int(count))
+    out = _core.keyed_uniforms(int(seed), _host_keys(streams), int(count))
     return torch.from_numpy(np.asarray(out)).to(device)
 
 
+def _host_keys(streams: Tensor) -> np.ndarray:
+    """Stream keys (R,) as the contiguous host uint64 array the Rust core reads."""
+    return streams.detach().to("cpu", torch.int64).contiguous().numpy().astype(np.uint64)
+
+
 def _streams(streams: Tensor | None, rows: int) -> Tensor:
+    """The per-row stream keys (R,): ``streams`` checked, or the row indices when None."""
     if streams is None:
         return torch.arange(rows, dtype=torch.int64)
     if streams.shape != (rows,):
@@ -156,7 +161,7 @@ def draw_rows(
         return draw_rows_ref(weights, shots, method, generator=generator, order=order, rows_per_order=rows_per_order,
                              streams=streams)
     _check(weights, 0, method)
-    keys = _streams(streams, weights.size(0)).detach().to("cpu", torch.int64).contiguous().numpy().astype(np.uint64)
+    keys = _host_keys(_streams(streams, weights.size(0)))
     host = weights.detach().to("cpu").contiguous()
     counts = shots.detach().to("cpu", torch.int64).contiguous()
     max_shots = int(counts.max()) if counts.numel() else 0
