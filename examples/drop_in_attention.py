@@ -16,7 +16,7 @@ layer = nn.TransformerEncoderLayer(d_model=64, nhead=4, dim_feedforward=128, dro
 encoder = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False).eval()
 
 quantum = convert_attention(copy.deepcopy(encoder), quantum_backend="exact")
-assert all(isinstance(l.self_attn, QuantumMultiheadAttention) for l in quantum.layers)
+assert all(isinstance(layer.self_attn, QuantumMultiheadAttention) for layer in quantum.layers)
 
 x = torch.randn(2, 32, 64)
 mask = nn.Transformer.generate_square_subsequent_mask(32)

@@ -20,5 +20,7 @@ for a in (0.0, 0.5, 1.0, 2.0):
     causal = energy_ratio(x, qrh(x, alpha, q[0], q[1], causal=True, max_len=T))
     h = causal_kernel(torch.tensor([a], dtype=torch.float64), T)[0]
     gain = torch.fft.rfft(h, n=16 * T).abs()
-    print(f"alpha={a}: non-causal {full:.7f}  causal {causal:.4f}  kernel energy {h.square().sum():.4f}  "
-          f"gain {gain.min():.2f}..{gain.max():.2f}")
+    print(
+        f"alpha={a}: non-causal {full:.7f}  causal {causal:.4f}  kernel energy {h.square().sum():.4f}  "
+        f"gain {gain.min():.2f}..{gain.max():.2f}"
+    )

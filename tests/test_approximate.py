@@ -68,8 +68,10 @@ def test_performer_seed_determinism_small_eps_and_errors():
     # Small |q|·|k|: many features approach exact attention, and eps changes little.
     small = [t * 0.5 for t in (q, k, v)]
     exact = torch.nn.functional.scaled_dot_product_attention(*small)
-    fine, plain = (performer_attention(*small, num_features=2048, eps=eps, generator=torch.Generator().manual_seed(1))
-                   for eps in (1e-4, 0.0))
+    fine, plain = (
+        performer_attention(*small, num_features=2048, eps=eps, generator=torch.Generator().manual_seed(1))
+        for eps in (1e-4, 0.0)
+    )
     assert float(relative_errors(fine, exact).mean()) < 0.1
     assert float(relative_errors(fine, plain).max()) < 1e-2  # eps moves it by under 1% here
     dead = torch.zeros(2, 1, 1, 48, dtype=torch.bool)
@@ -118,6 +120,8 @@ def test_linformer_is_softmax_of_segment_mean_keys_times_segment_mean_values():
     keep[0, ..., :16] = False  # two whole segments
     keep[1] = False
     out = linformer_attention(q, k, v, keep, proj_dim=8)
-    sub = torch.softmax(q[:1] @ (pool[2:, 16:] @ k[:1, :, 16:]).transpose(-2, -1) / 4, -1) @ (pool[2:, 16:] @ v[:1, :, 16:])
+    sub = torch.softmax(q[:1] @ (pool[2:, 16:] @ k[:1, :, 16:]).transpose(-2, -1) / 4, -1) @ (
+        pool[2:, 16:] @ v[:1, :, 16:]
+    )
     torch.testing.assert_close(out[:1], sub)
     assert (out[1] == 0).all()

@@ -28,12 +28,16 @@ GRID = [(tau, m, 512) for tau in (1.0, 2.0) for m in (64, 256)] + [
 ]
 OURS = {
     "performer-pytorch": lambda q, k, v, m, seed: performer_attention(
-        q, k, v, num_features=m, generator=torch.Generator().manual_seed(seed)),
+        q, k, v, num_features=m, generator=torch.Generator().manual_seed(seed)
+    ),
     "nystrom-attention": lambda q, k, v, m, seed: nystrom_attention(q, k, v, num_landmarks=m),
     "linformer-pytorch": lambda q, k, v, m, seed: linformer_attention(q, k, v, proj_dim=m),
 }
-MODULE = {"performer-pytorch": "performer_pytorch", "nystrom-attention": "nystrom_attention",
-          "linformer-pytorch": "linformer"}
+MODULE = {
+    "performer-pytorch": "performer_pytorch",
+    "nystrom-attention": "nystrom_attention",
+    "linformer-pytorch": "linformer",
+}
 
 
 def _inputs(n: int, tau: float, seed: int):
@@ -100,13 +104,25 @@ def test_bench_says_when_peers_are_missing(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(attention_error, "installed_peers", lambda: [])
     parser = argparse.ArgumentParser()
     attention_error.add_arguments(parser)
-    base = ["--regimes", "gaussian", "--lengths", "32", "--budgets", "4", "--seeds", "1", "--no-progress",
-            "--out", str(tmp_path)]
+    base = [
+        "--regimes",
+        "gaussian",
+        "--lengths",
+        "32",
+        "--budgets",
+        "4",
+        "--seeds",
+        "1",
+        "--no-progress",
+        "--out",
+        str(tmp_path),
+    ]
     rows = attention_error.run(parser.parse_args(base + ["--impls", "naive,performer"]))
     out = capsys.readouterr().out
     assert [line for line in out.splitlines() if "not installed" in line] == [
         "no rows for public implementations not installed here: performer-pytorch, nystrom-attention, "
-        "linformer-pytorch (pip install performer-pytorch nystrom-attention linformer)"]
+        "linformer-pytorch (pip install performer-pytorch nystrom-attention linformer)"
+    ]
     assert {r["impl"] for r in rows} == {"naive", "performer"}
     with pytest.raises(BackendUnavailableError) as info:
         attention_error.run(parser.parse_args(base + ["--impls", "performer-pytorch"]))
@@ -118,9 +134,25 @@ def test_bench_peer_rows_on_the_review_inputs(tmp_path):
         pytest.importorskip(module)
     parser = argparse.ArgumentParser()
     attention_error.add_arguments(parser)
-    args = parser.parse_args(["--regimes", "gaussian", "--lengths", "256", "--budgets", "32", "--seeds", "2",
-                              "--q-scale", "2", "--no-progress", "--out", str(tmp_path),
-                              "--impls", ",".join(["performer", "nystrom", "linformer", *MODULE])])
+    args = parser.parse_args(
+        [
+            "--regimes",
+            "gaussian",
+            "--lengths",
+            "256",
+            "--budgets",
+            "32",
+            "--seeds",
+            "2",
+            "--q-scale",
+            "2",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+            "--impls",
+            ",".join(["performer", "nystrom", "linformer", *MODULE]),
+        ]
+    )
     rows = {r["impl"]: r["rel_err"] for r in attention_error.run(args)}
     assert all(math.isfinite(e) for e in rows.values())
     for peer, (_, _, ours) in attention_error.PEERS.items():

@@ -13,8 +13,25 @@ from qtransformers.cli import main
 def test_long_context_suite_writes_tables_and_plots(tmp_path, capsys):
     assert SUITES["long-context"] == "qtransformers.bench.long_context"
     cases = "attention,nn.MultiheadAttention,qrh,qrh-torchfft"
-    argv = ["bench", "long-context", "--lengths", "16,32", "--dim", "16", "--heads", "2", "--repeats", "1",
-            "--only", cases, "--mha-max-n", "16", "--out", str(tmp_path), "--no-progress"]
+    argv = [
+        "bench",
+        "long-context",
+        "--lengths",
+        "16,32",
+        "--dim",
+        "16",
+        "--heads",
+        "2",
+        "--repeats",
+        "1",
+        "--only",
+        cases,
+        "--mha-max-n",
+        "16",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     rows = list(csv.DictReader(open(tmp_path / "results.csv")))
     seen = {(r["impl"], r["mode"], int(r["N"])) for r in rows}

@@ -10,8 +10,22 @@ from qtransformers.cli import main
 
 def test_quantum_bench_quick_writes_tables_and_plots(tmp_path, capsys):
     assert SUITES["quantum"] == "qtransformers.bench.quantum"
-    argv = ["bench", "quantum", "--quick", "--repeats", "1", "--levels", "0,0.1", "--shots", "16,inf",
-            "--bonds", "1,4,full", "--out", str(tmp_path), "--no-progress"]
+    argv = [
+        "bench",
+        "quantum",
+        "--quick",
+        "--repeats",
+        "1",
+        "--levels",
+        "0,0.1",
+        "--shots",
+        "16,inf",
+        "--bonds",
+        "1,4,full",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "## noise" in printed and "## mps" in printed and "## speed" in printed

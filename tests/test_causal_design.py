@@ -66,8 +66,14 @@ def test_functional_future_tokens_never_change_past_outputs(backend, design, mas
 
     def run(changed: bool) -> torch.Tensor:
         inputs = future if changed else (q, k, v)
-        return quantum_attention(*inputs, backend=backend, num_samples=8, generator=torch.Generator().manual_seed(1),
-                                 **DESIGNS[design], **_sdpa_masking(mask))
+        return quantum_attention(
+            *inputs,
+            backend=backend,
+            num_samples=8,
+            generator=torch.Generator().manual_seed(1),
+            **DESIGNS[design],
+            **_sdpa_masking(mask),
+        )
 
     _assert_past_unchanged_or_refused(run, seq_axis=2)
 
@@ -79,12 +85,15 @@ def test_module_future_tokens_never_change_past_outputs(backend, design, mask):
     torch.manual_seed(0)
     options = dict(DESIGNS[design])
     cv_kind = options.pop("cv_kind", None)
-    module_options = dict(adaptive_samples=options.get("adaptive", False),
-                          control_variate=options.get("control_variate", False),
-                          backend_options={"cv_kind": cv_kind} if cv_kind else None)
+    module_options = dict(
+        adaptive_samples=options.get("adaptive", False),
+        control_variate=options.get("control_variate", False),
+        backend_options={"cv_kind": cv_kind} if cv_kind else None,
+    )
     try:
-        mha = QuantumMultiheadAttention(16, 2, batch_first=True, quantum_backend=backend, num_samples=8, seed=3,
-                                        **module_options)
+        mha = QuantumMultiheadAttention(
+            16, 2, batch_first=True, quantum_backend=backend, num_samples=8, seed=3, **module_options
+        )
     except QTransformersError as error:
         assert isinstance(error, ValueError)
         return

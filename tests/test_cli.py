@@ -10,8 +10,20 @@ from qtransformers.cli import main
 
 
 def test_bench_writes_table_csv_and_plot(tmp_path, capsys):
-    status = main(["bench", "--lengths", "16,32", "--repeats", "1", "--no-progress", "--out", str(tmp_path),
-                   "--only", "attention,qmha-exact,nn.MultiheadAttention"])
+    status = main(
+        [
+            "bench",
+            "--lengths",
+            "16,32",
+            "--repeats",
+            "1",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+            "--only",
+            "attention,qmha-exact,nn.MultiheadAttention",
+        ]
+    )
     assert status == 0
     printed = capsys.readouterr().out
     assert "ratio_to_sdpa" in printed and "qmha-exact" in printed

@@ -42,7 +42,7 @@ def _problem(draw_seed: int, rows: int, keys: int, head_dim: int, value_dim: int
     masking: dict = {}
     if mask_kind == "key-padding":
         keep = torch.ones(1, 1, 1, keys, dtype=torch.bool)
-        keep[..., keys // 2 + 1:] = False
+        keep[..., keys // 2 + 1 :] = False
         masking = dict(attn_mask=keep)
     elif mask_kind == "random-bool":
         keep = torch.rand(1, 2, rows, keys, generator=g) > 0.4
@@ -51,8 +51,11 @@ def _problem(draw_seed: int, rows: int, keys: int, head_dim: int, value_dim: int
     elif mask_kind == "causal":
         masking = dict(is_causal=True)
     elif mask_kind == "float-causal":
-        masking = dict(attn_mask=torch.zeros(rows, keys, dtype=torch.float64).masked_fill(
-            torch.ones(rows, keys, dtype=torch.bool).triu(1), float("-inf")))
+        masking = dict(
+            attn_mask=torch.zeros(rows, keys, dtype=torch.float64).masked_fill(
+                torch.ones(rows, keys, dtype=torch.bool).triu(1), float("-inf")
+            )
+        )
     elif mask_kind == "float-random":
         extra = torch.randn(1, 1, rows, keys, generator=g, dtype=torch.float64)
         masking = dict(attn_mask=extra.masked_fill(torch.rand(1, 1, rows, keys, generator=g) < 0.3, float("-inf")))
@@ -137,9 +140,11 @@ def test_estimators_are_unbiased_on_adversarial_regimes_large_profile(case):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("options", [dict(control_variate=True), dict(control_variate=True, adaptive=True),
-                                     dict(control_variate=True, cv_block=4)],
-                         ids=["stratified+cv", "stratified+adaptive+cv", "stratified+cv-block4"])
+@pytest.mark.parametrize(
+    "options",
+    [dict(control_variate=True), dict(control_variate=True, adaptive=True), dict(control_variate=True, cv_block=4)],
+    ids=["stratified+cv", "stratified+adaptive+cv", "stratified+cv-block4"],
+)
 def test_block_control_variate_is_unbiased_with_one_query_row_per_head(options, seed):
     # The regime where block-level weights P_B / count_B were up to 38 standard errors off.
     g = torch.Generator().manual_seed(seed)

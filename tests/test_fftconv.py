@@ -24,8 +24,10 @@ def direct(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 def data(b, c, t, dtype, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(b, c, t, generator=g, dtype=torch.float64).to(dtype),
-            torch.randn(c, t, generator=g, dtype=torch.float64).to(dtype))
+    return (
+        torch.randn(b, c, t, generator=g, dtype=torch.float64).to(dtype),
+        torch.randn(c, t, generator=g, dtype=torch.float64).to(dtype),
+    )
 
 
 def test_fft_size_matches_the_rust_rule():

@@ -116,8 +116,11 @@ def check_mixer(fused, monkeypatch, name, t, dim, device="cpu"):
     launches = []
     launch = fused._launch
     kind = {(False, False): "convolution", (True, False): "correlation", (False, True): "cross-correlation"}
-    monkeypatch.setattr(fused, "_launch", lambda *a, **kw: launches.append(
-        kind[kw.get("conj", False), kw.get("cross") is not None]) or launch(*a, **kw))
+    monkeypatch.setattr(
+        fused,
+        "_launch",
+        lambda *a, **kw: launches.append(kind[kw.get("conj", False), kw.get("cross") is not None]) or launch(*a, **kw),
+    )
     torch.manual_seed(0)
     fast = mixers.build(name, dim, causal=True, backend="triton", **MIXERS[name]).to(device)
     same = copy.deepcopy(fast)
@@ -129,15 +132,20 @@ def check_mixer(fused, monkeypatch, name, t, dim, device="cpu"):
     outs = [m(i) for m, i in zip((fast, same, ref), inputs)]
     assert within(*outs)
     w = torch.randn(outs[0].shape, generator=torch.Generator().manual_seed(1)).to(device)
-    grads = [torch.autograd.grad((o * w.to(o.dtype)).sum(), [i, *m.parameters()])
-             for o, i, m in zip(outs, inputs, (fast, same, ref))]
+    grads = [
+        torch.autograd.grad((o * w.to(o.dtype)).sum(), [i, *m.parameters()])
+        for o, i, m in zip(outs, inputs, (fast, same, ref))
+    ]
     for a, s, r in zip(*grads):
         assert within(a, s, r)
     assert launches == ["convolution", "correlation", "cross-correlation"]  # forward, grad u, grad kernel
 
 
-@pytest.mark.parametrize(("name", "t"), [(name, 97) for name in sorted(MIXERS)] + [
-    ("hyena", 1025), ("qrh", 1025), pytest.param("spectral", 1025, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    ("name", "t"),
+    [(name, 97) for name in sorted(MIXERS)]
+    + [("hyena", 1025), ("qrh", 1025), pytest.param("spectral", 1025, marks=pytest.mark.slow)],
+)
 def test_mixers_on_the_fused_kernel_match_reference(interpreted, monkeypatch, name, t):
     check_mixer(interpreted[0], monkeypatch, name, t, SMALLEST[name])
 
@@ -196,9 +204,19 @@ def test_kernel_compiles_for_sm90_without_a_gpu(n, dtype):
     pointers = ("u_ptr", "v_ptr", "spec_ptr", "f1_ptr", "f2_ptr", "tw_ptr", "scratch_ptr", "y_ptr")
     signature = {p: f"*{dtype}" if p in ("u_ptr", "v_ptr", "y_ptr") else "*fp32" for p in pointers}
     signature |= {a: "i32" for a in ("T", "C", "G", "ROWS")}
-    constants = {"N1": n1, "N2": n2, "BR": fused.BLOCK, "BK": fused.BLOCK, "CONJ": False, "CROSS": False,
-                 "PREC": "tf32x3" if dtype == "fp32" else "tf32"}
+    constants = {
+        "N1": n1,
+        "N2": n2,
+        "BR": fused.BLOCK,
+        "BK": fused.BLOCK,
+        "CONJ": False,
+        "CROSS": False,
+        "PREC": "tf32x3" if dtype == "fp32" else "tf32",
+    }
     signature |= {c: "constexpr" for c in constants}
-    compiled = triton.compile(ASTSource(fused._fftconv_kernel, signature, constants), target=GPUTarget("cuda", 90, 32),
-                              options={"num_warps": 8})
+    compiled = triton.compile(
+        ASTSource(fused._fftconv_kernel, signature, constants),
+        target=GPUTarget("cuda", 90, 32),
+        options={"num_warps": 8},
+    )
     assert compiled.asm["cubin"] and compiled.metadata.shared <= 227 * 1024

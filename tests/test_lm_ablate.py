@@ -27,8 +27,28 @@ def test_ablate_cli_writes_table_csv_and_plots(tmp_path, shakespeare_path):
     data = tmp_path / "small.txt"
     data.write_bytes(shakespeare_path.read_bytes()[:30000])
     out = tmp_path / "ablation"
-    argv = ["ablate", "--data", str(data), "--steps", "2", "--out", str(out), "--dim", "32", "--layers", "1",
-            "--seq-len", "16", "--batch-size", "2", "--eval-batches", "1", "--long-context", "32", "--no-progress"]
+    argv = [
+        "ablate",
+        "--data",
+        str(data),
+        "--steps",
+        "2",
+        "--out",
+        str(out),
+        "--dim",
+        "32",
+        "--layers",
+        "1",
+        "--seq-len",
+        "16",
+        "--batch-size",
+        "2",
+        "--eval-batches",
+        "1",
+        "--long-context",
+        "32",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     rows = list(csv.DictReader(open(out / "ablation.csv")))
     assert [r["variant"] for r in rows] == [v.name for v in variants()]

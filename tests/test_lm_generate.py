@@ -1,6 +1,5 @@
 """Generation: cached == recomputed decoding, sampling filters, QLLM's sampler, the CLI's UTF-8 output."""
 
-
 import pytest
 import torch
 
@@ -96,8 +95,23 @@ def test_generate_cli_prints_valid_utf8(tmp_path, capsysbinary, shakespeare_path
     Trainer(model, TrainConfig(data=str(data), out=str(tmp_path / "run"), steps=2, batch_size=2, eval_batches=1)).run()
     capsysbinary.readouterr()
     for sampler in ("standard", "quantum"):
-        argv = ["generate", "--checkpoint", str(tmp_path / "run"), "--prompt", "ΨQRH:", "--max-new-bytes", "40",
-                "--temperature", "1.5", "--top-p", "0.95", "--repetition-penalty", "1.2", "--sampler", sampler]
+        argv = [
+            "generate",
+            "--checkpoint",
+            str(tmp_path / "run"),
+            "--prompt",
+            "ΨQRH:",
+            "--max-new-bytes",
+            "40",
+            "--temperature",
+            "1.5",
+            "--top-p",
+            "0.95",
+            "--repetition-penalty",
+            "1.2",
+            "--sampler",
+            sampler,
+        ]
         assert main(argv) == 0
         out = capsysbinary.readouterr().out
         text = out.decode("utf-8")  # raises if the output were not valid UTF-8

@@ -44,7 +44,9 @@ MODEL = ByteLMConfig(mixer="phase", dim=16, layers=1, max_seq_len=16)
 
 def test_train_cli_writes_metrics_plot_and_checkpoints(corpus, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--model", "attention", "--data", str(corpus), "--steps", "10", "--out", str(out), *TINY]) == 0
+    assert (
+        main(["train", "--model", "attention", "--data", str(corpus), "--steps", "10", "--out", str(out), *TINY]) == 0
+    )
     records = _metrics(out)
     assert [r["step"] for r in records] == list(range(1, 11))
     assert all(r["train_loss"] > 0 for r in records)
@@ -105,10 +107,27 @@ def test_resume_after_stop_is_exact(corpus, tmp_path):
 
 def test_resume_after_sigkill_is_exact(corpus, tmp_path):
     out = tmp_path / "killed"
-    args = ["--model", "attention", "--data", str(corpus), "--steps", "80", "--out", str(out), "--ckpt-every", "4",
-            "--eval-every", "50", *TINY]
-    proc = subprocess.Popen([sys.executable, "-m", "qtransformers", "train", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    args = [
+        "--model",
+        "attention",
+        "--data",
+        str(corpus),
+        "--steps",
+        "80",
+        "--out",
+        str(out),
+        "--ckpt-every",
+        "4",
+        "--eval-every",
+        "50",
+        *TINY,
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qtransformers", "train", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())},
+    )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if (out / "metrics.jsonl").is_file() and len((out / "metrics.jsonl").read_text().splitlines()) >= 9:
@@ -133,11 +152,41 @@ def _free_port():
 
 def test_ddp_two_cpu_processes_match_one_process_with_double_batch(corpus, tmp_path):
     """torchrun with 2 gloo processes of batch 2 == 1 process of batch 4 (gradients are all-reduced means)."""
-    common = ["--model", "attention", "--data", str(corpus), "--steps", "4", "--dim", "16", "--layers", "1",
-              "--seq-len", "16", "--eval-batches", "2", "--no-progress", "--device", "cpu"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           f"--master_port={_free_port()}", "-m", "qtransformers", "train", *common, "--batch-size", "2",
-           "--out", str(tmp_path / "ddp")]
+    common = [
+        "--model",
+        "attention",
+        "--data",
+        str(corpus),
+        "--steps",
+        "4",
+        "--dim",
+        "16",
+        "--layers",
+        "1",
+        "--seq-len",
+        "16",
+        "--eval-batches",
+        "2",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        "-m",
+        "qtransformers",
+        "train",
+        *common,
+        "--batch-size",
+        "2",
+        "--out",
+        str(tmp_path / "ddp"),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert main(["train", *common, "--batch-size", "4", "--out", str(tmp_path / "single")]) == 0

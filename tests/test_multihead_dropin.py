@@ -82,7 +82,11 @@ def test_mixed_parameter_dtypes_match_torch(param, param_dtype, batch_first):
             m.train(train)
 
         def rand(width, length):
-            shape = (length, width) if batch is None else ((batch, length, width) if batch_first else (length, batch, width))
+            shape = (
+                (length, width)
+                if batch is None
+                else ((batch, length, width) if batch_first else (length, batch, width))
+            )
             return torch.randn(*shape, generator=g, dtype=torch.float64)
 
         query = rand(E, 4)
@@ -167,8 +171,11 @@ NESTED_CASES = [
 @pytest.mark.parametrize("config_name,kind", NESTED_CASES)
 @pytest.mark.parametrize("layout", [torch.jagged, torch.strided], ids=["jagged", "strided"])
 @pytest.mark.parametrize("grad_mode", list(GRAD_MODES))
-@pytest.mark.parametrize("need_weights,average", [(True, True), (True, False), (False, True)],
-                         ids=["avg_weights", "head_weights", "no_weights"])
+@pytest.mark.parametrize(
+    "need_weights,average",
+    [(True, True), (True, False), (False, True)],
+    ids=["avg_weights", "head_weights", "no_weights"],
+)
 def test_nested_input_equals_torch_on_each_sequence(config_name, kind, layout, grad_mode, need_weights, average):
     ref, ours = torch_and_ours(batch_first=True, **NESTED_CONFIGS[config_name])
     ref.eval(), ours.eval()
@@ -210,7 +217,9 @@ def test_strided_nested_equals_torch_nested_fast_path(average):
     torch.testing.assert_close(got_w, expected_w, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("config_name,kind", [("plain", "self"), ("bias_kv_zero_attn", "cross"), ("kdim_vdim", "cross")])
+@pytest.mark.parametrize(
+    "config_name,kind", [("plain", "self"), ("bias_kv_zero_attn", "cross"), ("kdim_vdim", "cross")]
+)
 def test_nested_gradients_equal_torch_on_each_sequence(config_name, kind):
     ref, ours = torch_and_ours(batch_first=True, **NESTED_CONFIGS[config_name])
     query, key, value = nested_inputs(ref, kind, torch.jagged)
@@ -285,10 +294,24 @@ def _jagged(*lengths, width=E):
 
 
 NESTED_ERRORS = {  # description -> (module config, query, key, value, forward kwargs, error, message fragment)
-    "attn_mask": ({}, "q", "q", "q", dict(attn_mask=torch.zeros(3, 3, dtype=torch.bool)), InvalidArgumentError,
-                  "attn_mask"),
-    "key_padding_mask": ({}, "q", "q", "q", dict(key_padding_mask=torch.zeros(2, 3, dtype=torch.bool)),
-                         InvalidArgumentError, "key_padding_mask"),
+    "attn_mask": (
+        {},
+        "q",
+        "q",
+        "q",
+        dict(attn_mask=torch.zeros(3, 3, dtype=torch.bool)),
+        InvalidArgumentError,
+        "attn_mask",
+    ),
+    "key_padding_mask": (
+        {},
+        "q",
+        "q",
+        "q",
+        dict(key_padding_mask=torch.zeros(2, 3, dtype=torch.bool)),
+        InvalidArgumentError,
+        "key_padding_mask",
+    ),
     "batch_first=False": (dict(batch_first=False), "q", "q", "q", {}, InvalidArgumentError, "batch_first"),
     "dense key and value": ({}, "q", torch.randn(2, 3, E), torch.randn(2, 3, E), {}, DTypeError, "nested"),
     "different sequence counts": ({}, "q", _jagged(2), _jagged(2), {}, ShapeError, "sequences"),
@@ -329,8 +352,12 @@ def test_per_head_seed_gives_that_head_its_own_generator():
     seeded = {"backend": "naive", "num_samples": 8, "seed": 5}
     layouts = [
         [{"backend": "naive", "num_samples": 4}, {"backend": "exact"}, seeded, {"backend": "stratified"}],
-        [{"backend": "stratified", "num_samples": 16}, {"backend": "naive", "num_samples": 2}, seeded,
-         {"backend": "hybrid", "top_k": 1}],
+        [
+            {"backend": "stratified", "num_samples": 16},
+            {"backend": "naive", "num_samples": 2},
+            seeded,
+            {"backend": "hybrid", "top_k": 1},
+        ],
         [seeded, seeded, seeded, {"backend": "naive", "num_samples": 4, "seed": 6}],
     ]
     x = torch.randn(2, 6, 16)
@@ -361,14 +388,28 @@ def test_head_without_seed_draws_from_the_module_generator():
 def _seeded_module(**kwargs):
     torch.manual_seed(0)
     return QuantumMultiheadAttention(
-        8, 2, batch_first=True, quantum_backend="naive", num_samples=4, seed=3,
-        head_configs=[{"backend": "naive", "seed": 7}, {"backend": "stratified"}], **kwargs
+        8,
+        2,
+        batch_first=True,
+        quantum_backend="naive",
+        num_samples=4,
+        seed=3,
+        head_configs=[{"backend": "naive", "seed": 7}, {"backend": "stratified"}],
+        **kwargs,
     )
 
 
-@pytest.mark.parametrize("move", [lambda m: m.to(torch.float64), lambda m: m.to("cpu"), lambda m: m.cpu(),
-                                  lambda m: m.to(torch.device("cpu"), torch.float64), lambda m: m.double().float()],
-                         ids=["to_dtype", "to_cpu_str", "cpu", "to_device_dtype", "double_float"])
+@pytest.mark.parametrize(
+    "move",
+    [
+        lambda m: m.to(torch.float64),
+        lambda m: m.to("cpu"),
+        lambda m: m.cpu(),
+        lambda m: m.to(torch.device("cpu"), torch.float64),
+        lambda m: m.double().float(),
+    ],
+    ids=["to_dtype", "to_cpu_str", "cpu", "to_device_dtype", "double_float"],
+)
 def test_generators_survive_casts_and_same_device_moves(move):
     """.to/.cpu on the generators' device keep them (same objects, same state): output stays reproducible."""
     x = torch.randn(2, 5, 8)
@@ -387,8 +428,11 @@ def test_generators_survive_casts_and_same_device_moves(move):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("move", [lambda m: m.cuda(), lambda m: m.to("cuda"), lambda m: m.to(torch.device("cuda", 0))],
-                         ids=["cuda", "to_str", "to_device"])
+@pytest.mark.parametrize(
+    "move",
+    [lambda m: m.cuda(), lambda m: m.to("cuda"), lambda m: m.to(torch.device("cuda", 0))],
+    ids=["cuda", "to_str", "to_device"],
+)
 def test_generators_follow_the_module_to_cuda(move):
     x = torch.randn(2, 5, 8, device="cuda")
     outs = []

@@ -119,7 +119,9 @@ def assert_close(a, b):
 
 
 # Self-attention needs kdim == vdim == embed_dim, so kdim/vdim configs run cross-attention only.
-CONFIG_KINDS = [(c, k) for c in MODULE_CONFIGS for k in ("self", "cross") if not (k == "self" and "kdim" in MODULE_CONFIGS[c])]
+CONFIG_KINDS = [
+    (c, k) for c in MODULE_CONFIGS for k in ("self", "cross") if not (k == "self" and "kdim" in MODULE_CONFIGS[c])
+]
 
 
 @pytest.mark.parametrize("config_name,kind", CONFIG_KINDS)
@@ -246,7 +248,9 @@ def test_inside_transformer_decoder_layer():
     ours = _copy_with_quantum_attention(layer)
     tgt, memory = torch.randn(L, N, E), torch.randn(S, N, E)
     mask = nn.Transformer.generate_square_subsequent_mask(L)
-    assert_close(ours(tgt, memory, tgt_mask=mask, tgt_is_causal=True), layer(tgt, memory, tgt_mask=mask, tgt_is_causal=True))
+    assert_close(
+        ours(tgt, memory, tgt_mask=mask, tgt_is_causal=True), layer(tgt, memory, tgt_mask=mask, tgt_is_causal=True)
+    )
 
 
 def test_exact_path_calls_sdpa_when_no_weights(monkeypatch):
@@ -346,8 +350,16 @@ def test_dropout_statistics_mean_is_the_eval_output():
 EDGE_SIZES = [(1, 1, 1), (1, 97, 1), (2, 1, 97), (1, 97, 97), (3, 5, 7)]  # (N, L, S): one row, one key, odd sizes
 
 
-EDGE_MASKS = ["none", "attn_bool_3d", "attn_float_2d", "attn_and_kpm_bool", "kpm_float",
-              "causal_hint", "causal_float_hint", "causal_and_kpm"]
+EDGE_MASKS = [
+    "none",
+    "attn_bool_3d",
+    "attn_float_2d",
+    "attn_and_kpm_bool",
+    "kpm_float",
+    "causal_hint",
+    "causal_float_hint",
+    "causal_and_kpm",
+]
 EDGE_CASES = [(*size, m) for size in EDGE_SIZES for m in EDGE_MASKS if size[1] == size[2] or not m.startswith("causal")]
 
 
@@ -361,6 +373,7 @@ def test_edge_sizes_and_causal_hints_match_torch(n, tgt, src, mask, config_name)
     shape = lambda length, width: (n, length, width) if bf else (length, n, width)  # noqa: E731
     q = torch.randn(shape(tgt, E), generator=g)
     k, v = torch.randn(shape(src, ref.kdim), generator=g), torch.randn(shape(src, ref.vdim), generator=g)
+
     def hidden(*size):  # boolean "masked out", key 0 always visible
         m = torch.rand(*size, generator=g) < 0.4
         m[..., 0] = False
@@ -406,6 +419,7 @@ def test_half_precision_error_at_most_twice_torchs(dtype, config_name, mask):
     if attn is not None and mask != "causal_hint":
         attn = attn.double()
     for need_weights, average in WEIGHTS:
+
         def call(module, dt):
             cast_attn = attn.to(dt) if attn is not None and attn.is_floating_point() else attn
             return run(module, [t.to(dt) for t in inputs], (cast_attn, kpm, is_causal), need_weights, average)

@@ -27,12 +27,15 @@ def hamilton(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """Independent Hamilton product p ⊗ q over the last axis."""
     a1, b1, c1, d1 = p.unbind(-1)
     a2, b2, c2, d2 = q.unbind(-1)
-    return torch.stack((
-        a1 * a2 - b1 * b2 - c1 * c2 - d1 * d2,
-        a1 * b2 + b1 * a2 + c1 * d2 - d1 * c2,
-        a1 * c2 - b1 * d2 + c1 * a2 + d1 * b2,
-        a1 * d2 + b1 * c2 - c1 * b2 + d1 * a2,
-    ), dim=-1)
+    return torch.stack(
+        (
+            a1 * a2 - b1 * b2 - c1 * c2 - d1 * d2,
+            a1 * b2 + b1 * a2 + c1 * d2 - d1 * c2,
+            a1 * c2 - b1 * d2 + c1 * a2 + d1 * b2,
+            a1 * d2 + b1 * c2 - c1 * b2 + d1 * a2,
+        ),
+        dim=-1,
+    )
 
 
 @pytest.mark.parametrize("n", (16, 97, 111, 1025))

@@ -48,21 +48,38 @@ def test_estimators_are_unbiased_with_masks(cfg):
     _assert_unbiased(out, exact[0])
 
 
-@pytest.mark.parametrize("cv", [dict(cv_kind="block", cv_block=3), dict(cv_kind="favor", cv_features=16),
-                                dict(cv_kind="block", cv_block=3, adaptive=True)],
-                         ids=["block", "favor", "block-adaptive"])
+@pytest.mark.parametrize(
+    "cv",
+    [
+        dict(cv_kind="block", cv_block=3),
+        dict(cv_kind="favor", cv_features=16),
+        dict(cv_kind="block", cv_block=3, adaptive=True),
+    ],
+    ids=["block", "favor", "block-adaptive"],
+)
 @pytest.mark.parametrize("backend", ["naive", "stratified"])
 def test_control_variates_are_unbiased_without_a_mask(cv, backend):
     q, k, v, _, (qr, kr, vr) = _problem(4000, seed=3)
     exact, _ = exact_attention(q, k, v)
-    out = quantum_attention(qr, kr, vr, backend=backend, num_samples=4, control_variate=True,
-                            generator=torch.Generator().manual_seed(2), **cv)
+    out = quantum_attention(
+        qr,
+        kr,
+        vr,
+        backend=backend,
+        num_samples=4,
+        control_variate=True,
+        generator=torch.Generator().manual_seed(2),
+        **cv,
+    )
     assert torch.isfinite(out).all()
     _assert_unbiased(out, exact[0])
 
 
-@pytest.mark.parametrize("kwargs", [dict(adaptive=True), dict(control_variate=True, cv_kind="favor"),
-                                    dict(key_order="value")], ids=["adaptive", "favor-cv", "value-order"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(adaptive=True), dict(control_variate=True, cv_kind="favor"), dict(key_order="value")],
+    ids=["adaptive", "favor-cv", "value-order"],
+)
 def test_row_coupling_options_refuse_row_dependent_masks(kwargs):
     q, k, v, mask, _ = _problem(1)
     for masking in (dict(is_causal=True), dict(attn_mask=mask)):
@@ -76,8 +93,9 @@ def test_block_control_variate_reduces_error():
     exact, _ = exact_attention(q, k, v)
 
     def error(**kw):
-        out = quantum_attention(q, k, v, backend="stratified", num_samples=8, generator=torch.Generator().manual_seed(0),
-                                **kw)
+        out = quantum_attention(
+            q, k, v, backend="stratified", num_samples=8, generator=torch.Generator().manual_seed(0), **kw
+        )
         return float((out - exact).norm() / exact.norm())
 
     assert error(control_variate=True, cv_block=8) < 0.75 * error()
@@ -89,14 +107,16 @@ def test_masked_keys_never_contribute():
     for backend in ("naive", "stratified", "hybrid"):
         for cv in (False, True) if backend != "hybrid" else (False,):
             extra = dict(control_variate=cv, cv_block=2)
-            out, weights = quantum_attention(q, k, v, mask, backend=backend, num_samples=6,
-                                             generator=gen.manual_seed(5), need_weights=True, **extra)
+            out, weights = quantum_attention(
+                q, k, v, mask, backend=backend, num_samples=6, generator=gen.manual_seed(5), need_weights=True, **extra
+            )
             assert weights[~mask.expand_as(weights)].abs().max() == 0
             v2 = v.clone()
             v2[..., ~mask[0, 0].any(0), :] = 1e6  # keys masked for every row
             v2[..., 0, :] = torch.where(mask[0, 0, :, 0].any(), v2[..., 0, :], 1e6)
-            out2 = quantum_attention(q, k, v2, mask, backend=backend, num_samples=6,
-                                     generator=gen.manual_seed(5), **extra)
+            out2 = quantum_attention(
+                q, k, v2, mask, backend=backend, num_samples=6, generator=gen.manual_seed(5), **extra
+            )
             assert torch.isfinite(out2).all()
             assert out[:, :, 0].abs().max() == 0 and out2[:, :, 0].abs().max() == 0
 
@@ -112,10 +132,26 @@ def test_masked_key_values_do_not_change_the_output():
     for backend in ("naive", "stratified", "hybrid"):
         for order in ("position", "auto", "value"):
             for mask in (key_mask, float_mask):
-                a = quantum_attention(q, k, v, mask, backend=backend, key_order=order, control_variate=backend != "hybrid",
-                                      generator=torch.Generator().manual_seed(1))
-                b = quantum_attention(q, k, v2, mask, backend=backend, key_order=order, control_variate=backend != "hybrid",
-                                      generator=torch.Generator().manual_seed(1))
+                a = quantum_attention(
+                    q,
+                    k,
+                    v,
+                    mask,
+                    backend=backend,
+                    key_order=order,
+                    control_variate=backend != "hybrid",
+                    generator=torch.Generator().manual_seed(1),
+                )
+                b = quantum_attention(
+                    q,
+                    k,
+                    v2,
+                    mask,
+                    backend=backend,
+                    key_order=order,
+                    control_variate=backend != "hybrid",
+                    generator=torch.Generator().manual_seed(1),
+                )
                 torch.testing.assert_close(a, b)
 
 
@@ -145,8 +181,9 @@ def _replicated_grads(backend: str, reps: int):
     leaves = [t.clone().requires_grad_(True) for t in (q0, k0, v0)]
     (exact_attention(*leaves)[0] * c).sum().backward()
     reps_leaves = [t.expand(reps, -1, -1, -1).clone().requires_grad_(True) for t in (q0, k0, v0)]
-    out = quantum_attention(*reps_leaves, backend=backend, num_samples=8, key_order="position",
-                            generator=torch.Generator().manual_seed(3))
+    out = quantum_attention(
+        *reps_leaves, backend=backend, num_samples=8, key_order="position", generator=torch.Generator().manual_seed(3)
+    )
     (out * c).sum().backward()
     return [leaf.grad for leaf in reps_leaves], [leaf.grad[0] for leaf in leaves]
 
@@ -183,13 +220,24 @@ def test_bad_input_raises():
         quantum_attention(x, x, x, backend="hybrid", control_variate=True)
 
 
-@pytest.mark.parametrize("cfg", [dict(backend="stratified", adaptive=True), dict(backend="hybrid"),
-                                 dict(backend="naive", control_variate=True), dict(backend="stratified")])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(backend="stratified", adaptive=True),
+        dict(backend="hybrid"),
+        dict(backend="naive", control_variate=True),
+        dict(backend="stratified"),
+    ],
+)
 def test_rust_and_torch_samplers_draw_the_same_shots(cfg):
     q, k, v, mask, (qr, kr, vr) = _problem(50, seed=6)
     masking = {} if cfg.get("adaptive") else dict(attn_mask=mask)
-    a, b = (quantum_attention(qr, kr, vr, num_samples=4, sampler=s, generator=torch.Generator().manual_seed(4),
-                              **masking, **cfg) for s in ("rust", "torch"))
+    a, b = (
+        quantum_attention(
+            qr, kr, vr, num_samples=4, sampler=s, generator=torch.Generator().manual_seed(4), **masking, **cfg
+        )
+        for s in ("rust", "torch")
+    )
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -201,9 +249,12 @@ def test_side_information_counts_the_row_normaliser():
         return c["side_information_macs"] / c["exact_macs"], c["normaliser_macs"]
 
     # Every estimator that reads a normalised p_J pays for the normaliser: half of exact attention.
-    for kw in (dict(backend="stratified", control_variate=False), dict(backend="hybrid", control_variate=False),
-               dict(backend="naive", control_variate=False, adaptive=True),
-               dict(backend="naive", control_variate=True, cv_kind="favor")):
+    for kw in (
+        dict(backend="stratified", control_variate=False),
+        dict(backend="hybrid", control_variate=False),
+        dict(backend="naive", control_variate=False, adaptive=True),
+        dict(backend="naive", control_variate=True, cv_kind="favor"),
+    ):
         frac, normaliser = cost(**kw)
         assert normaliser == 256 * 256 * 64 and frac >= 0.5, kw
     assert cost(backend="naive", control_variate=False) == (0.0, 0)

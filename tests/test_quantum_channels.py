@@ -109,7 +109,7 @@ def test_rust_matches_numpy_reference_and_dense_kraus(qubits):
         assert ch.is_cptp()
     # A diagonal 2-qubit phase unitary has a sparse complex superoperator (the sparse complex kernel).
     phases = Channel([np.diag(np.exp(1j * np.array([0.0, 0.4, 1.1, 2.5])))])
-    for channel in ([ch] if len(qubits) == 1 else [ch, phases]):
+    for channel in [ch] if len(qubits) == 1 else [ch, phases]:
         fast = channel.apply(rho, qubits)
         ref = apply_channel_ref(rho, channel.kraus, qubits)
         assert np.abs(fast - ref).max() < 1e-13
@@ -189,9 +189,12 @@ def test_compose_applies_self_first():
     both = h.compose(damp).apply(rho, [1])
     assert np.abs(both - damp.apply(h.apply(rho, [1]), [1])).max() < 1e-13
     assert np.abs(both - h.apply(damp.apply(rho, [1]), [1])).max() > 1e-3
-    assert np.abs(
-        amplitude_damping(0.2).compose(amplitude_damping(0.5)).superoperator - amplitude_damping(0.6).superoperator
-    ).max() < 1e-14
+    assert (
+        np.abs(
+            amplitude_damping(0.2).compose(amplitude_damping(0.5)).superoperator - amplitude_damping(0.6).superoperator
+        ).max()
+        < 1e-14
+    )
 
 
 def test_apply_each_and_kinds_of_input():

@@ -24,7 +24,13 @@ def dense_from_cores(cores) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "shape,dims,complex_",
-    [((256,), None, False), ((3, 4, 5, 2), None, False), ((64,), None, True), ((24,), [2, 3, 4], False), ((6, 10), [3, 2, 5, 2], True)],
+    [
+        ((256,), None, False),
+        ((3, 4, 5, 2), None, False),
+        ((64,), None, True),
+        ((24,), [2, 3, 4], False),
+        ((6, 10), [3, 2, 5, 2], True),
+    ],
 )
 def test_exact_round_trip_without_truncation(shape, dims, complex_):
     rng = np.random.default_rng(0)
@@ -75,7 +81,10 @@ def test_error_equals_truncation_error_for_one_cut(chi):
 
 def test_rust_matches_numpy_reference():
     rng = np.random.default_rng(3)
-    for a, dims in [(rng.normal(size=1024), [2] * 10), (rng.normal(size=(8, 6, 5)) + 1j * rng.normal(size=(8, 6, 5)), [8, 6, 5])]:
+    for a, dims in [
+        (rng.normal(size=1024), [2] * 10),
+        (rng.normal(size=(8, 6, 5)) + 1j * rng.normal(size=(8, 6, 5)), [8, 6, 5]),
+    ]:
         for max_bond, cutoff in [(None, 0.0), (4, 0.0), (None, 0.2)]:
             mps = MPS.from_dense(a, max_bond=max_bond, cutoff=cutoff, dims=dims)
             cores, err = tt_svd_ref(a, dims, max_bond, cutoff)
@@ -103,7 +112,9 @@ def test_inner_norm_and_compression_ratio():
     # A generic state needs more bytes than the dense vector: the ratio says so.
     full = MPS.from_dense(rng.normal(size=4096))
     assert full.compression_ratio < 1
-    assert torch.allclose(torch.from_numpy(MPS.from_dense(torch.arange(8.0)).to_dense()), torch.arange(8.0, dtype=torch.float64))
+    assert torch.allclose(
+        torch.from_numpy(MPS.from_dense(torch.arange(8.0)).to_dense()), torch.arange(8.0, dtype=torch.float64)
+    )
 
 
 def test_compress_without_truncation_keeps_the_array_and_bounds_add():

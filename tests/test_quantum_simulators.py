@@ -27,9 +27,11 @@ def qkv(b=2, h=2, length=7, s=None, e=8, seed=0):
     g = torch.Generator().manual_seed(seed)
     s = length if s is None else s
     shape = lambda n: (b, h, n, e)  # noqa: E731
-    return (torch.randn(*shape(length), generator=g, dtype=torch.float64),
-            torch.randn(*shape(s), generator=g, dtype=torch.float64),
-            torch.randn(*shape(s), generator=g, dtype=torch.float64))
+    return (
+        torch.randn(*shape(length), generator=g, dtype=torch.float64),
+        torch.randn(*shape(s), generator=g, dtype=torch.float64),
+        torch.randn(*shape(s), generator=g, dtype=torch.float64),
+    )
 
 
 @pytest.mark.parametrize("s", [1, 5, 8, 13])
@@ -90,7 +92,9 @@ def test_finite_shots_are_unbiased_within_four_standard_errors():
     probs = torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64).expand(4000, 4)
     sim = QuantumAttentionSimulator(shots=16)
     freq = sim.measure(probs, generator=torch.Generator().manual_seed(3))
-    assert torch.all((freq * 16).round() == freq * 16) and torch.allclose(freq.sum(-1), torch.ones(4000, dtype=torch.float64))
+    assert torch.all((freq * 16).round() == freq * 16) and torch.allclose(
+        freq.sum(-1), torch.ones(4000, dtype=torch.float64)
+    )
     se = torch.sqrt(probs[0] * (1 - probs[0]) / (16 * 4000))
     assert torch.all((freq.mean(0) - probs[0]).abs() < 4 * se)
 
@@ -98,11 +102,17 @@ def test_finite_shots_are_unbiased_within_four_standard_errors():
 def test_error_shrinks_with_shots_and_seed_is_reproducible():
     q, k, v = qkv(b=2, h=2, length=16, s=16)
     ref, _ = exact_attention(q, k, v)
-    errs = [relative_error(QuantumAttentionSimulator(shots=s)(q, k, v, generator=torch.Generator().manual_seed(0))[0], ref)
-            for s in (16, 1024)]
+    errs = [
+        relative_error(QuantumAttentionSimulator(shots=s)(q, k, v, generator=torch.Generator().manual_seed(0))[0], ref)
+        for s in (16, 1024)
+    ]
     assert errs[1] < errs[0] / 3  # 1/sqrt(shots): 8x expected, 3x asserted
-    a = QuantumAttentionSimulator("amplitude_damping", 0.1, shots=32)(q, k, v, generator=torch.Generator().manual_seed(5))
-    b = QuantumAttentionSimulator("amplitude_damping", 0.1, shots=32)(q, k, v, generator=torch.Generator().manual_seed(5))
+    a = QuantumAttentionSimulator("amplitude_damping", 0.1, shots=32)(
+        q, k, v, generator=torch.Generator().manual_seed(5)
+    )
+    b = QuantumAttentionSimulator("amplitude_damping", 0.1, shots=32)(
+        q, k, v, generator=torch.Generator().manual_seed(5)
+    )
     assert torch.equal(a[0], b[0])
 
 
@@ -142,12 +152,23 @@ def test_backends_work_after_import_qtransformers():
     ref = nn.MultiheadAttention(16, 2, batch_first=True)
     x = torch.randn(2, 9, 16)
     want, want_w = ref(x, x, x)
-    for backend, options in [("noisy", {"shots": None}), ("mps", {}), ("noisy", {"noise_model": "phase_damping", "noise_level": 0.4, "shots": None})]:
+    for backend, options in [
+        ("noisy", {"shots": None}),
+        ("mps", {}),
+        ("noisy", {"noise_model": "phase_damping", "noise_level": 0.4, "shots": None}),
+    ]:
         m = QuantumMultiheadAttention.from_torch(ref, quantum_backend=backend, backend_options=options)
         out, w = m(x, x, x)
         assert torch.allclose(out, want, atol=1e-5) and torch.allclose(w, want_w, atol=1e-5), backend
-    m = QuantumMultiheadAttention(16, 2, batch_first=True, quantum_backend="noisy", num_samples=8, seed=1,
-                                  backend_options={"noise_model": "depolarizing", "noise_level": 0.1})
+    m = QuantumMultiheadAttention(
+        16,
+        2,
+        batch_first=True,
+        quantum_backend="noisy",
+        num_samples=8,
+        seed=1,
+        backend_options={"noise_model": "depolarizing", "noise_level": 0.1},
+    )
     out, w = m(x, x, x, need_weights=True, average_attn_weights=False)
     assert out.shape == x.shape and w.shape == (2, 2, 9, 9)
     assert torch.all(((w * 8).round() - w * 8).abs() < 1e-5)  # empirical frequencies of 8 shots

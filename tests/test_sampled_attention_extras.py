@@ -35,7 +35,9 @@ def test_performer_and_nystrom_approach_exact_attention():
     fine = _rel(performer_attention(q, k, v, num_features=4096, generator=torch.Generator().manual_seed(1)), exact)
     assert fine < 0.05 and fine < coarse
     causal, _ = exact_attention(q, k, v, is_causal=True)
-    fine_causal = performer_attention(q, k, v, is_causal=True, num_features=4096, generator=torch.Generator().manual_seed(1))
+    fine_causal = performer_attention(
+        q, k, v, is_causal=True, num_features=4096, generator=torch.Generator().manual_seed(1)
+    )
     assert _rel(fine_causal, causal) < 0.05
     # With one landmark per position Nyström is exact once the pinv iteration has converged.
     assert _rel(nystrom_attention(q, k, v, num_landmarks=64, pinv_iterations=30), exact) < 1e-3
@@ -71,8 +73,15 @@ def test_rust_sampler_matches_reference_law_and_allocation():
         for sampler in ("torch", "rust"):
             hist = torch.zeros(6, 10)
             for rep in range(300):
-                idx = draw_rows(weights, shots, method, order=order, rows_per_order=2, sampler=sampler,
-                                generator=torch.Generator().manual_seed(rep))
+                idx = draw_rows(
+                    weights,
+                    shots,
+                    method,
+                    order=order,
+                    rows_per_order=2,
+                    sampler=sampler,
+                    generator=torch.Generator().manual_seed(rep),
+                )
                 assert idx.shape == (6, 7)
                 assert (idx[2] == -1).all() and (idx[3, 1:] == -1).all()
                 used = idx >= 0
@@ -92,8 +101,10 @@ def test_rust_sampler_matches_reference_law_and_allocation():
     ref = allocate_shots_ref(scores, 40)
     assert torch.equal(allocate_shots(scores, 40, sampler="rust"), ref)
     assert (ref.sum(-1) == 40).all() and ref[0, 2] == 0 and (ref[1] > 0).all()
-    torch.testing.assert_close(draw_rows_ref(weights, shots, "systematic", generator=torch.Generator().manual_seed(2)),
-                               draw_rows(weights, shots, "systematic", generator=torch.Generator().manual_seed(2)))
+    torch.testing.assert_close(
+        draw_rows_ref(weights, shots, "systematic", generator=torch.Generator().manual_seed(2)),
+        draw_rows(weights, shots, "systematic", generator=torch.Generator().manual_seed(2)),
+    )
 
 
 def test_module_backends_and_per_head_configs():
@@ -106,15 +117,31 @@ def test_module_backends_and_per_head_configs():
     per_head.load_state_dict(exact.state_dict())
     torch.testing.assert_close(per_head(x, x, x, attn_mask=mask, need_weights=False)[0], ref)
     for backend in ("naive", "stratified", "hybrid", "performer", "nystrom", "linformer"):
-        module = QuantumMultiheadAttention(32, 4, batch_first=True, quantum_backend=backend, num_samples=64,
-                                           control_variate=backend == "stratified", seed=0)
+        module = QuantumMultiheadAttention(
+            32,
+            4,
+            batch_first=True,
+            quantum_backend=backend,
+            num_samples=64,
+            control_variate=backend == "stratified",
+            seed=0,
+        )
         module.load_state_dict(exact.state_dict())
         masked = backend not in ("nystrom", "linformer")
         out, _ = module(x, x, x, attn_mask=mask if masked else None, need_weights=False)
         assert out.shape == ref.shape and torch.isfinite(out).all()
-    mixed = QuantumMultiheadAttention(32, 4, batch_first=True, seed=0, head_configs=[
-        {"backend": "exact"}, {"backend": "naive", "num_samples": 4}, {"backend": "stratified", "adaptive_samples": True},
-        {"backend": "performer"}])
+    mixed = QuantumMultiheadAttention(
+        32,
+        4,
+        batch_first=True,
+        seed=0,
+        head_configs=[
+            {"backend": "exact"},
+            {"backend": "naive", "num_samples": 4},
+            {"backend": "stratified", "adaptive_samples": True},
+            {"backend": "performer"},
+        ],
+    )
     assert torch.isfinite(mixed(x, x, x)[0]).all()
     with pytest.raises(InvalidArgumentError, match="adaptive"):
         mixed(x, x, x, attn_mask=mask)
@@ -139,9 +166,15 @@ def test_quantum_mixer_is_causal():
         mixers.build("quantum", 16, causal=True, num_heads=2, adaptive=True)
 
 
-@pytest.mark.parametrize("options", [dict(backend="hybrid"), dict(backend="naive", control_variate=True),
-                                     dict(backend="stratified", control_variate=True, cv_block=3)],
-                         ids=["hybrid", "naive+cv", "stratified+cv"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(backend="hybrid"),
+        dict(backend="naive", control_variate=True),
+        dict(backend="stratified", control_variate=True, cv_block=3),
+    ],
+    ids=["hybrid", "naive+cv", "stratified+cv"],
+)
 def test_quantum_mixer_designs_are_prefix_consistent(options):
     # tests/test_prefix_consistency.py covers the default design; these are the other causal ones.
     torch.manual_seed(0)
@@ -157,11 +190,13 @@ def test_quantum_mixer_designs_are_prefix_consistent(options):
 def test_training_with_a_sampled_backend_lowers_the_loss(shakespeare_path):
     torch.manual_seed(0)
     data = torch.frombuffer(bytearray(shakespeare_path.read_bytes()[:20000]), dtype=torch.uint8).long()
-    model = torch.nn.ModuleDict({
-        "embed": torch.nn.Embedding(256, 32),
-        "mix": mixers.build("quantum", 32, causal=True, num_heads=2, num_samples=8, backend="stratified"),
-        "head": torch.nn.Linear(32, 256),
-    })
+    model = torch.nn.ModuleDict(
+        {
+            "embed": torch.nn.Embedding(256, 32),
+            "mix": mixers.build("quantum", 32, causal=True, num_heads=2, num_samples=8, backend="stratified"),
+            "head": torch.nn.Linear(32, 256),
+        }
+    )
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(0)
     losses = []
@@ -185,11 +220,17 @@ def test_huggingface_gpt2_and_bert_parity_and_sampled_causality():
 
     torch.manual_seed(0)
     ids = torch.randint(0, 50, (2, 12))
-    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(
-        n_layer=2, n_head=2, n_embd=32, vocab_size=50, n_positions=32, bos_token_id=0, eos_token_id=0)).eval()
-    bert = transformers.BertModel(transformers.BertConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=50),
-        add_pooling_layer=False).eval()
+    gpt2 = transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(
+            n_layer=2, n_head=2, n_embd=32, vocab_size=50, n_positions=32, bos_token_id=0, eos_token_id=0
+        )
+    ).eval()
+    bert = transformers.BertModel(
+        transformers.BertConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=50
+        ),
+        add_pooling_layer=False,
+    ).eval()
     pad = torch.ones(2, 12, dtype=torch.long)
     pad[1, 8:] = 0
     register(backend="exact")
@@ -222,8 +263,21 @@ def test_attention_error_bench_runs(tmp_path):
     save_file(tensors, str(tmp_path / "cap.safetensors"))
     parser = argparse.ArgumentParser()
     attention_error.add_arguments(parser)
-    args = parser.parse_args(["--lengths", "32", "--budgets", "4", "--seeds", "1", "--no-progress",
-                              "--capture", str(tmp_path / "cap.safetensors"), "--out", str(tmp_path / "out")])
+    args = parser.parse_args(
+        [
+            "--lengths",
+            "32",
+            "--budgets",
+            "4",
+            "--seeds",
+            "1",
+            "--no-progress",
+            "--capture",
+            str(tmp_path / "cap.safetensors"),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     rows = attention_error.run(args)
     peers = attention_error.installed_peers()
     assert {r["impl"] for r in rows} >= {"naive", "stratified+cv", "performer", "linformer", *peers}

@@ -135,15 +135,33 @@ def test_stream_keys_make_a_row_independent_of_the_rows_drawn_with_it(method):
     keys = torch.arange(9) * 7 + 100
     order = torch.stack([torch.randperm(11, generator=g) for _ in range(3)])
     for sampler in ("rust", "torch"):
-        full = draw_rows(w, shots, method, generator=torch.Generator().manual_seed(5), order=order, rows_per_order=3,
-                         sampler=sampler, streams=keys)
+        full = draw_rows(
+            w,
+            shots,
+            method,
+            generator=torch.Generator().manual_seed(5),
+            order=order,
+            rows_per_order=3,
+            sampler=sampler,
+            streams=keys,
+        )
         # Rows 3..5 (order group 1) drawn alone, with fewer shots around them, give the same indices.
-        part = draw_rows(w[3:6], shots[3:6], method, generator=torch.Generator().manual_seed(5), order=order[1:2],
-                         rows_per_order=3, sampler=sampler, streams=keys[3:6])
+        part = draw_rows(
+            w[3:6],
+            shots[3:6],
+            method,
+            generator=torch.Generator().manual_seed(5),
+            order=order[1:2],
+            rows_per_order=3,
+            sampler=sampler,
+            streams=keys[3:6],
+        )
         assert torch.equal(full[3:6, : part.size(1)], part)
-        assert (full[3:6, part.size(1):] == -1).all()
-    rust, torch_ = (draw_rows(w, shots, method, generator=torch.Generator().manual_seed(5), sampler=s, streams=keys)
-                    for s in ("rust", "torch"))
+        assert (full[3:6, part.size(1) :] == -1).all()
+    rust, torch_ = (
+        draw_rows(w, shots, method, generator=torch.Generator().manual_seed(5), sampler=s, streams=keys)
+        for s in ("rust", "torch")
+    )
     assert torch.equal(rust, torch_), "both samplers read the same uniforms, so they draw the same shots"
     with pytest.raises(ShapeError):
         draw_rows(w, shots, method, streams=keys[:3], sampler="torch")

@@ -190,8 +190,9 @@ def test_absolute_phase_layouts_agree_preserve_norm_and_gradcheck(group):
 
     x = x_of(2, 9, 8, dtype=torch.float64)
     y = absolute_phase(x, group=group)
-    assert torch.allclose(absolute_phase(x.transpose(1, 2).contiguous(), group=group, channels_first=True),
-                          y.transpose(1, 2))
+    assert torch.allclose(
+        absolute_phase(x.transpose(1, 2).contiguous(), group=group, channels_first=True), y.transpose(1, 2)
+    )
     assert torch.allclose(y.norm(dim=-1), x.norm(dim=-1))
     assert torch.allclose(y[:, 0], x[:, 0]) and not torch.allclose(y[:, 1:], x[:, 1:])
     if group == 4:  # pairs (w, x) and (y, z) of a quaternion turn alike

@@ -3,11 +3,9 @@
 Public names are re-exported here; see the README for the tour.
 """
 
+from qtransformers import quantum  # noqa: F401  (registers the "noisy" and "mps" attention backends)
 from qtransformers._core import __version__
 from qtransformers.attention import QuantumMultiheadAttention, convert_attention
-from qtransformers.mixers.qrh import QRHLayer
-from qtransformers.mixers.qrh_block import QRHTransformerBlock
-from qtransformers import quantum  # noqa: F401  (registers the "noisy" and "mps" attention backends)
 from qtransformers.exceptions import (
     BackendUnavailableError,
     DTypeError,
@@ -15,6 +13,8 @@ from qtransformers.exceptions import (
     QTransformersError,
     ShapeError,
 )
+from qtransformers.mixers.qrh import QRHLayer
+from qtransformers.mixers.qrh_block import QRHTransformerBlock
 
 __all__ = [
     "__version__",

@@ -56,6 +56,7 @@ def mps_to_dense(cores: list[np.ndarray]) -> np.ndarray:
 
 def mps_inner(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, float]:
     """(real, imag) of <a|b> = sum conj(a) * b for two MPS of one dtype and equal site dimensions."""
+
 def sample_rows_ordered(
     weights: npt.NDArray[np.float32] | npt.NDArray[np.float64],
     shots: npt.NDArray[np.int64],
@@ -80,7 +81,9 @@ def keyed_uniforms(seed: int, streams: npt.NDArray[np.uint64], count: int) -> np
     consumes them for the same seed and stream key.
     """
 
-def allocate_shots(scores: npt.NDArray[np.float64], per_group: int, total: int, min_shots: int) -> npt.NDArray[np.int64]:
+def allocate_shots(
+    scores: npt.NDArray[np.float64], per_group: int, total: int, min_shots: int
+) -> npt.NDArray[np.int64]:
     """Split ``total`` shots over each group of ``per_group`` rows in proportion to ``scores``.
 
     Negative score = no shots (masked row); other rows get at least ``min_shots``; largest remainders.

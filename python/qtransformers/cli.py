@@ -25,7 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
     parser = argparse.ArgumentParser(
-        prog="qtransformers", description="Quantum-inspired and spectral sequence mixers: benchmarks, training, generation."
+        prog="qtransformers",
+        description="Quantum-inspired and spectral sequence mixers: benchmarks, training, generation.",
     )
     parser.add_argument("--version", action="version", version=f"qtransformers {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -76,7 +76,7 @@ class profile:  # noqa: N801 - used as a context manager, like torch.no_grad
             self._peak_rss = max(self._peak_rss, _rss_bytes())
             time.sleep(self.sample_interval)
 
-    def __enter__(self) -> "profile":
+    def __enter__(self) -> profile:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)

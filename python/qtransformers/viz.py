@@ -46,8 +46,9 @@ def attention_heatmaps(
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         exact = safe_softmax(scaled_scores(q, k, None, is_causal, None))
-        _, sampled = quantum_attention(q, k, v, is_causal=is_causal, backend=backend, num_samples=num_samples,
-                                       generator=gen, need_weights=True)
+        _, sampled = quantum_attention(
+            q, k, v, is_causal=is_causal, backend=backend, num_samples=num_samples, generator=gen, need_weights=True
+        )
         rows = exact.reshape(-1, exact.size(-1))
         pilot = pilot_size(num_samples)
         alive = rows.sum(-1) > 0

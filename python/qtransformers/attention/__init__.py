@@ -2,8 +2,8 @@
 
 from qtransformers.attention.backends import available_backends, get_backend, register_backend
 from qtransformers.attention.config import QuantumConfig
-from qtransformers.attention.multihead import QuantumMultiheadAttention
 from qtransformers.attention.convert import convert_attention
+from qtransformers.attention.multihead import QuantumMultiheadAttention
 
 __all__ = [
     "QuantumConfig",

@@ -124,9 +124,7 @@ class QuantumMultiheadAttention(nn.Module):
         gen_device = torch.device(device) if device is not None else torch.device("cpu")
         self.generator = _seeded_generator(seed, gen_device)
         # A head whose configuration carries a seed draws from a generator of its own.
-        self.head_generators = [
-            _seeded_generator(cfg.seed, gen_device) for cfg in (self.head_configs or [])
-        ]
+        self.head_generators = [_seeded_generator(cfg.seed, gen_device) for cfg in (self.head_configs or [])]
         if quantum_backend != "exact" or self.head_configs is not None:
             # nn.TransformerEncoderLayer skips self_attn.forward for a fused kernel in eval mode
             # unless a hook is attached; that kernel would silently compute exact attention.
@@ -162,7 +160,7 @@ class QuantumMultiheadAttention(nn.Module):
             nn.init.xavier_normal_(self.bias_v)
 
     @classmethod
-    def from_torch(cls, mha: nn.MultiheadAttention, **quantum_options: Any) -> "QuantumMultiheadAttention":
+    def from_torch(cls, mha: nn.MultiheadAttention, **quantum_options: Any) -> QuantumMultiheadAttention:
         """A QuantumMultiheadAttention with ``mha``'s configuration, state and device/dtype."""
         if not isinstance(mha, nn.MultiheadAttention):
             raise InvalidArgumentError(f"from_torch expects nn.MultiheadAttention, got {type(mha).__name__}")
@@ -210,7 +208,9 @@ class QuantumMultiheadAttention(nn.Module):
                 f"got key {tuple(key.shape)} and value {tuple(value.shape)}"
             )
         if query.size(-1) != self.embed_dim:
-            raise ShapeError(f"query's last dimension must be embed_dim={self.embed_dim}, got shape {tuple(query.shape)}")
+            raise ShapeError(
+                f"query's last dimension must be embed_dim={self.embed_dim}, got shape {tuple(query.shape)}"
+            )
         if key.size(-1) != self.kdim:
             raise ShapeError(f"key's last dimension must be kdim={self.kdim}, got shape {tuple(key.shape)}")
         if value.size(-1) != self.vdim:
@@ -229,7 +229,9 @@ class QuantumMultiheadAttention(nn.Module):
         if attn_mask is not None:
             allowed = [(tgt_len, src_len), (bsz * self.num_heads, tgt_len, src_len)]
             if tuple(attn_mask.shape) not in allowed:
-                raise ShapeError(f"attn_mask must have shape {allowed[0]} or {allowed[1]}, got {tuple(attn_mask.shape)}")
+                raise ShapeError(
+                    f"attn_mask must have shape {allowed[0]} or {allowed[1]}, got {tuple(attn_mask.shape)}"
+                )
         if is_causal and attn_mask is None:
             raise InvalidArgumentError(
                 "is_causal=True is a hint that attn_mask is the causal mask and needs attn_mask "
@@ -339,8 +341,16 @@ class QuantumMultiheadAttention(nn.Module):
         dropout_p = self.dropout if self.training else 0.0
         if self.head_configs is None:
             out, weights = self._backend(
-                q, k, v, mask, dropout_p, is_causal,
-                scale=None, need_weights=need_weights, generator=self.generator, config=self.quantum_config,
+                q,
+                k,
+                v,
+                mask,
+                dropout_p,
+                is_causal,
+                scale=None,
+                need_weights=need_weights,
+                generator=self.generator,
+                config=self.quantum_config,
             )
         else:
             out, weights = self._per_head(q, k, v, mask, dropout_p, is_causal, need_weights)
@@ -421,8 +431,16 @@ class QuantumMultiheadAttention(nn.Module):
             if mask is not None and mask.size(1) == self.num_heads:
                 head_mask = mask.index_select(1, sel)
             o, w = get_backend(cfg.backend)(
-                q.index_select(1, sel), k.index_select(1, sel), v.index_select(1, sel), head_mask, dropout_p,
-                is_causal, scale=None, need_weights=need_weights, generator=generator, config=cfg,
+                q.index_select(1, sel),
+                k.index_select(1, sel),
+                v.index_select(1, sel),
+                head_mask,
+                dropout_p,
+                is_causal,
+                scale=None,
+                need_weights=need_weights,
+                generator=generator,
+                config=cfg,
             )
             for i, h in enumerate(heads):
                 outs[h] = o[:, i : i + 1]

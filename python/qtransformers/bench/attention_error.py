@@ -102,8 +102,10 @@ def peer_attention(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if name not in installed_peers():
         raise BackendUnavailableError(f"{name} is not installed (pip install {PEERS[name][1]})")
     if name != "performer-pytorch" and not (q.shape == k.shape == v.shape):
-        raise ShapeError(f"{name} is self-attention: q, k, v must share one shape; got "
-                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+        raise ShapeError(
+            f"{name} is self-attention: q, k, v must share one shape; got "
+            f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
     with torch.no_grad():
         return _run_peer(name, importlib.import_module(PEERS[name][0]), q, k, v, m, seed)
 
@@ -116,8 +118,9 @@ def _run_peer(name: str, package, q: torch.Tensor, k: torch.Tensor, v: torch.Ten
         if name == "performer-pytorch":
             module = package.FastAttention(dim, nb_features=m)
         elif name == "nystrom-attention":
-            module = package.NystromAttention(heads * dim, dim_head=dim, heads=heads, num_landmarks=m,
-                                              pinv_iterations=6, residual=False)
+            module = package.NystromAttention(
+                heads * dim, dim_head=dim, heads=heads, num_landmarks=m, pinv_iterations=6, residual=False
+            )
         else:
             module = package.LinformerSelfAttention(heads * dim, seq_len=k.size(2), k=m, heads=heads, dim_head=dim)
     module = module.to(device=q.device, dtype=q.dtype)
@@ -184,9 +187,18 @@ def _side_fraction(name: str, n: int, m: int, causal: bool) -> float:
     if name not in SAMPLED:
         return float("nan")
     cfg = SAMPLED[name]
-    cost = side_information_cost(n, n, 64, 64, num_samples=m, control_variate=cfg.get("control_variate", False),
-                                 backend=cfg["backend"], adaptive=cfg.get("adaptive", False),
-                                 key_order="position" if causal else "value", cv_kind=cfg.get("cv_kind", "block"))
+    cost = side_information_cost(
+        n,
+        n,
+        64,
+        64,
+        num_samples=m,
+        control_variate=cfg.get("control_variate", False),
+        backend=cfg["backend"],
+        adaptive=cfg.get("adaptive", False),
+        key_order="position" if causal else "value",
+        cv_kind=cfg.get("cv_kind", "block"),
+    )
     return cost["side_information_macs"] / cost["exact_macs"]
 
 
@@ -237,20 +249,37 @@ def run(args: argparse.Namespace) -> list[dict]:
             row.update(rel_err=float("nan"), ms=float("nan"), peak_MiB=float("nan"))
         rows.append(row)
     for row in rows:
-        naive = next((r for r in rows if r["impl"] == "naive" and r["regime"] == row["regime"]
-                      and r["N"] == row["N"] and r["m"] == row["m"]), None)
+        naive = next(
+            (
+                r
+                for r in rows
+                if r["impl"] == "naive" and r["regime"] == row["regime"] and r["N"] == row["N"] and r["m"] == row["m"]
+            ),
+            None,
+        )
         row["ratio_to_naive"] = row["rel_err"] / naive["rel_err"] if naive else float("nan")
     write_csv(rows, COLUMNS, out / "results.csv")
     (out / "results.md").write_text(format_markdown(rows, COLUMNS) + "\n")
     for regime in regimes:
         subset = [r for r in rows if r["regime"] == regime]
-        plot_lines(subset, x="m", y="rel_err", series="impl", panels="N", path=out / f"error-{regime}.png",
-                   title=f"relative error, {regime}")
-    print(common.header(device, dtype, f"E=64, seeds={args.seeds}, regimes={','.join(regimes)}, q-scale={args.q_scale:g}"))
+        plot_lines(
+            subset,
+            x="m",
+            y="rel_err",
+            series="impl",
+            panels="N",
+            path=out / f"error-{regime}.png",
+            title=f"relative error, {regime}",
+        )
+    print(
+        common.header(device, dtype, f"E=64, seeds={args.seeds}, regimes={','.join(regimes)}, q-scale={args.q_scale:g}")
+    )
     print(format_table(rows, COLUMNS))
     absent = [name for name in PEERS if name not in peers]
     if absent:
-        print(f"no rows for public implementations not installed here: {', '.join(absent)} "
-              f"(pip install {' '.join(PEERS[name][1] for name in absent)})")
+        print(
+            f"no rows for public implementations not installed here: {', '.join(absent)} "
+            f"(pip install {' '.join(PEERS[name][1] for name in absent)})"
+        )
     print(f"wrote {out / 'results.csv'}, {out / 'results.md'} and error-<regime>.png")
     return rows

@@ -52,5 +52,7 @@ def header(device: torch.device, dtype: torch.dtype, extra: str) -> str:
     if device.type == "cuda":
         where = torch.cuda.get_device_name(device)
     else:
-        where = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+        where = (
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+        )
     return f"# {device.type} ({where}), {dtype_name(dtype)}, torch {torch.__version__}; {extra}"

@@ -31,19 +31,25 @@ MHA_CASE = "nn.MultiheadAttention"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the long-context suite."""
-    common.add_common_arguments(
-        parser, default_lengths="256,512,1024,2048,4096,8192,16384", quick_lengths="64,128,256"
-    )
+    common.add_common_arguments(parser, default_lengths="256,512,1024,2048,4096,8192,16384", quick_lengths="64,128,256")
     parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     parser.add_argument("--dim", type=int, default=512, help="model width D (default 512; 64 with --quick)")
     parser.add_argument("--heads", type=int, default=8, help="attention heads (default 8)")
     parser.add_argument("--non-causal", action="store_true", help="time non-causal variants instead")
     parser.add_argument("--only", default=None, help="comma-separated case names (default: all mixers + MHA)")
-    parser.add_argument("--max-seconds", type=float, default=60.0,
-                        help="stop growing N for a case once one step takes longer (default 60)")
-    parser.add_argument("--mha-max-n", type=int, default=8192,
-                        help="largest N for nn.MultiheadAttention, whose float causal mask and (on CPU) "
-                             "attention weights are N x N (default 8192)")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=60.0,
+        help="stop growing N for a case once one step takes longer (default 60)",
+    )
+    parser.add_argument(
+        "--mha-max-n",
+        type=int,
+        default=8192,
+        help="largest N for nn.MultiheadAttention, whose float causal mask and (on CPU) "
+        "attention weights are N x N (default 8192)",
+    )
     parser.add_argument("--slope-from", type=int, default=1024, help="fit slopes over N >= this (default 1024)")
 
 
@@ -63,11 +69,21 @@ def slopes(rows: list[dict], slope_from: int) -> list[dict]:
     """Log-log slope of time and memory against N per (impl, mode), over N >= slope_from."""
     out = []
     for key in sorted({(r["impl"], r["mode"]) for r in rows}):
-        pts = sorted((r["N"], r["median_ms"], r["peak_mem_MiB"]) for r in rows
-                     if (r["impl"], r["mode"]) == key and r["N"] >= slope_from)
+        pts = sorted(
+            (r["N"], r["median_ms"], r["peak_mem_MiB"])
+            for r in rows
+            if (r["impl"], r["mode"]) == key and r["N"] >= slope_from
+        )
         ns = [p[0] for p in pts]
-        out.append({"impl": key[0], "mode": key[1], "time_slope": loglog_slope(ns, [p[1] for p in pts]),
-                    "mem_slope": loglog_slope(ns, [p[2] for p in pts]), "points": len(pts)})
+        out.append(
+            {
+                "impl": key[0],
+                "mode": key[1],
+                "time_slope": loglog_slope(ns, [p[1] for p in pts]),
+                "mem_slope": loglog_slope(ns, [p[2] for p in pts]),
+                "points": len(pts),
+            }
+        )
     return out
 
 
@@ -98,8 +114,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         if ms / 1e3 > args.max_seconds:
             stopped[name] = f"stopped after N={n} ({mode}): one step took {ms / 1e3:.1f}s > --max-seconds"
     for row in rows:
-        ref = next((r for r in rows if r["impl"] == REFERENCE and r["N"] == row["N"] and r["mode"] == row["mode"]),
-                   None)
+        ref = next(
+            (r for r in rows if r["impl"] == REFERENCE and r["N"] == row["N"] and r["mode"] == row["mode"]), None
+        )
         row["ratio_to_sdpa"] = row["median_ms"] / ref["median_ms"] if ref else float("nan")
     slope_from = args.slope_from if sum(n >= args.slope_from for n in lengths) >= 2 else min(lengths)
     fits = slopes(rows, slope_from)
@@ -108,8 +125,15 @@ def run(args: argparse.Namespace) -> list[dict]:
     write_csv(fits, SLOPE_COLUMNS, out / "slopes.csv")
     where = f"{device.type}, {common.dtype_name(dtype)}, D={dim}, causal={causal}"
     plot_lines(rows, x="N", y="median_ms", series="impl", panels="mode", path=out / "time.png", title=f"time ({where})")
-    plot_lines(rows, x="N", y="peak_mem_MiB", series="impl", panels="mode", path=out / "memory.png",
-               title=f"peak memory ({where})")
+    plot_lines(
+        rows,
+        x="N",
+        y="peak_mem_MiB",
+        series="impl",
+        panels="mode",
+        path=out / "memory.png",
+        title=f"peak memory ({where})",
+    )
     print(common.header(device, dtype, f"B={args.batch} D={dim} heads={args.heads} causal={causal}"))
     print(format_table(rows, COLUMNS))
     print(f"\nlog-log slopes over N >= {slope_from}:")

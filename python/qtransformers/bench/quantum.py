@@ -50,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--levels", default="0,0.01,0.03,0.1,0.3", help="noise levels (default 0,0.01,0.03,0.1,0.3)")
     parser.add_argument("--shots", default="64,256,1024,inf", help="shot counts, inf = exact (default 64,256,1024,inf)")
     parser.add_argument("--heads", type=int, default=2, help="attention heads (default 2)")
-    parser.add_argument("--mps-length", type=int, default=256, help="attention length N for the MPS table (default 256)")
+    parser.add_argument(
+        "--mps-length", type=int, default=256, help="attention length N for the MPS table (default 256)"
+    )
     parser.add_argument("--bonds", default="1,2,4,8,16,32,64,full", help="bond dimensions (default 1,...,64,full)")
     parser.add_argument("--qubits", default="8,10", help="register sizes n for channel speed (default 8,10)")
     parser.add_argument("--svd-qubits", default="14,18", help="log2 sizes of TT-SVD speed vectors (default 14,18)")
@@ -84,17 +86,34 @@ def mps_rows(length, heads, bonds, progress) -> list[dict]:
     q, k, v = _attention_inputs(length, heads)
     rows = []
     for r in tqdm(MatrixProductStateSimulator.sweep(q, k, v, bonds), desc="mps", disable=not progress):
-        rows.append({"input": "attention", "N": length, "max_bond": r["max_bond_dim"] or "full",
-                     "bond_used": r["bond_dim_used"], "bound_rel": r["truncation_bound_rel"],
-                     "weights_rel_err": r["weights_rel_error"], "output_rel_err": r["output_rel_error"],
-                     "compression": r["compression_ratio"]})
+        rows.append(
+            {
+                "input": "attention",
+                "N": length,
+                "max_bond": r["max_bond_dim"] or "full",
+                "bond_used": r["bond_dim_used"],
+                "bound_rel": r["truncation_bound_rel"],
+                "weights_rel_err": r["weights_rel_error"],
+                "output_rel_err": r["output_rel_error"],
+                "compression": r["compression_ratio"],
+            }
+        )
     state = np.random.default_rng(0).normal(size=length * length)
     state /= np.linalg.norm(state)
     for chi in bonds:
         mps = MPS.from_dense(state, max_bond=chi)
-        rows.append({"input": "random-state", "N": length, "max_bond": chi or "full", "bond_used": max(mps.bond_dims),
-                     "bound_rel": mps.truncation_error, "weights_rel_err": float(np.linalg.norm(mps.to_dense() - state)),
-                     "output_rel_err": float("nan"), "compression": mps.compression_ratio})
+        rows.append(
+            {
+                "input": "random-state",
+                "N": length,
+                "max_bond": chi or "full",
+                "bond_used": max(mps.bond_dims),
+                "bound_rel": mps.truncation_error,
+                "weights_rel_err": float(np.linalg.norm(mps.to_dense() - state)),
+                "output_rel_err": float("nan"),
+                "compression": mps.compression_ratio,
+            }
+        )
     return rows
 
 
@@ -117,23 +136,52 @@ def speed_rows(qubits, svd_qubits, repeats, progress) -> list[dict]:
             return out
 
         cases += [
-            ("amplitude_damping on qubit 1", size, lambda r=rho, c=amp: c.apply(r, [1]),
-             lambda r=rho, c=amp: apply_channel_ref(r, c.kraus, [1])),
-            ("2-qubit depolarizing on (0, n-1)", size, lambda r=rho, c=dep, n=n: c.apply(r, [0, n - 1]),
-             lambda r=rho, c=dep, n=n: apply_channel_ref(r, c.kraus, [0, n - 1])),
+            (
+                "amplitude_damping on qubit 1",
+                size,
+                lambda r=rho, c=amp: c.apply(r, [1]),
+                lambda r=rho, c=amp: apply_channel_ref(r, c.kraus, [1]),
+            ),
+            (
+                "2-qubit depolarizing on (0, n-1)",
+                size,
+                lambda r=rho, c=dep, n=n: c.apply(r, [0, n - 1]),
+                lambda r=rho, c=dep, n=n: apply_channel_ref(r, c.kraus, [0, n - 1]),
+            ),
             ("thermal_relaxation on every qubit", size, lambda r=rho, c=th: c.apply_each(r), each_ref),
         ]
     for n in svd_qubits:
         vec = rng.normal(size=1 << n)
-        cases.append(("TT-SVD exact, random real vector", f"2^{n}", lambda a=vec: MPS.from_dense(a),
-                      lambda a=vec, n=n: tt_svd_ref(a, [2] * n)))
-        cases.append(("TT-SVD max_bond=16, random real vector", f"2^{n}", lambda a=vec: MPS.from_dense(a, max_bond=16),
-                      lambda a=vec, n=n: tt_svd_ref(a, [2] * n, 16)))
+        cases.append(
+            (
+                "TT-SVD exact, random real vector",
+                f"2^{n}",
+                lambda a=vec: MPS.from_dense(a),
+                lambda a=vec, n=n: tt_svd_ref(a, [2] * n),
+            )
+        )
+        cases.append(
+            (
+                "TT-SVD max_bond=16, random real vector",
+                f"2^{n}",
+                lambda a=vec: MPS.from_dense(a, max_bond=16),
+                lambda a=vec, n=n: tt_svd_ref(a, [2] * n, 16),
+            )
+        )
     rows = []
     for op, size, fast, ref in tqdm(cases, desc="speed", disable=not progress):
         (rust_ms, rust_cpu), (numpy_ms, numpy_cpu) = _paired_medians(fast, ref, repeats)
-        rows.append({"op": op, "size": size, "rust_ms": rust_ms, "numpy_ms": numpy_ms, "numpy/rust": numpy_ms / rust_ms,
-                     "rust_cpu_ms": rust_cpu, "numpy_cpu_ms": numpy_cpu})
+        rows.append(
+            {
+                "op": op,
+                "size": size,
+                "rust_ms": rust_ms,
+                "numpy_ms": numpy_ms,
+                "numpy/rust": numpy_ms / rust_ms,
+                "rust_cpu_ms": rust_cpu,
+                "numpy_cpu_ms": numpy_cpu,
+            }
+        )
     return rows
 
 
@@ -180,11 +228,23 @@ def run(args: argparse.Namespace) -> dict[str, list[dict]]:
         print(f"\n## {name}\n{format_table(rows, columns)}")
     noise = [r for r in tables["noise"][0] if r["shots"] != "inf" and r["noise_level"] > 0 and r["N"] == max(lengths)]
     if noise:
-        plot_lines(noise, x="shots", y="rel_error", series="noise_level", panels="channel",
-                   path=out / "noise.png", title=f"attention error vs shots (N={max(lengths)})")
+        plot_lines(
+            noise,
+            x="shots",
+            y="rel_error",
+            series="noise_level",
+            panels="channel",
+            path=out / "noise.png",
+            title=f"attention error vs shots (N={max(lengths)})",
+        )
     attn = [r for r in tables["mps"][0] if r["max_bond"] != "full"]
-    plot_lines(attn, x="max_bond", y="weights_rel_err", series="input", path=out / "mps.png",
-               title=f"MPS error vs bond dimension (N={mps_length})")
+    plot_lines(
+        attn,
+        x="max_bond",
+        y="weights_rel_err",
+        series="input",
+        path=out / "mps.png",
+        title=f"MPS error vs bond dimension (N={mps_length})",
+    )
     print(f"\nwrote {', '.join(str(out / f'{n}.csv') for n in tables)} and PNG plots")
     return {name: rows for name, (rows, _) in tables.items()}
-

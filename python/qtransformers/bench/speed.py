@@ -65,12 +65,21 @@ def run(args: argparse.Namespace) -> list[dict]:
         ms, peak = time_case(module, x, mode, args.repeats)
         rows.append({"impl": name, "mode": mode, "N": n, "median_ms": ms, "peak_mem_MiB": peak / 2**20})
     for row in rows:
-        ref = next((r for r in rows if r["impl"] == REFERENCE and r["N"] == row["N"] and r["mode"] == row["mode"]), None)
+        ref = next(
+            (r for r in rows if r["impl"] == REFERENCE and r["N"] == row["N"] and r["mode"] == row["mode"]), None
+        )
         row["ratio_to_sdpa"] = row["median_ms"] / ref["median_ms"] if ref else float("nan")
     out = Path(args.out)
     write_csv(rows, COLUMNS, out / "results.csv")
-    plot_lines(rows, x="N", y="median_ms", series="impl", panels="mode", path=out / "time.png",
-               title=f"time ({device.type}, {common.dtype_name(dtype)}, D={dim})")
+    plot_lines(
+        rows,
+        x="N",
+        y="median_ms",
+        series="impl",
+        panels="mode",
+        path=out / "time.png",
+        title=f"time ({device.type}, {common.dtype_name(dtype)}, D={dim})",
+    )
     print(common.header(device, dtype, f"B={args.batch} D={dim} heads={args.heads} causal={causal}"))
     print(format_table(rows, COLUMNS))
     print(f"wrote {out / 'results.csv'} and {out / 'time.png'}")

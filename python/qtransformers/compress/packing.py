@@ -15,7 +15,7 @@ def pack_bits(codes: Tensor, bits: int) -> Tensor:
         raise InvalidArgumentError(f"bits must be in 1..8, got {bits}")
     flat = codes.detach().reshape(-1).to(torch.int64).cpu().numpy()
     if flat.size and (flat.min() < 0 or flat.max() >= 2**bits):
-        raise InvalidArgumentError(f"codes must lie in [0, {2 ** bits}), got [{flat.min()}, {flat.max()}]")
+        raise InvalidArgumentError(f"codes must lie in [0, {2**bits}), got [{flat.min()}, {flat.max()}]")
     shifts = np.arange(bits - 1, -1, -1, dtype=np.int64)
     planes = ((flat[:, None] >> shifts[None, :]) & 1).astype(np.uint8)
     return torch.from_numpy(np.packbits(planes.reshape(-1)))

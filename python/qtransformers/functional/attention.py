@@ -16,9 +16,7 @@ from torch import Tensor
 from qtransformers.functional.masks import causal_additive_mask, sdpa_mask_to_additive
 
 
-def scaled_scores(
-    q: Tensor, k: Tensor, attn_mask: Tensor | None, is_causal: bool, scale: float | None
-) -> Tensor:
+def scaled_scores(q: Tensor, k: Tensor, attn_mask: Tensor | None, is_causal: bool, scale: float | None) -> Tensor:
     """Masked attention logits q·kᵀ·scale + mask, (B, H, L, S); masked entries are -inf."""
     scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else scale
     scores = torch.matmul(q * scale, k.transpose(-2, -1))

@@ -50,8 +50,20 @@ def block_control_variate(q, k, v, attn_mask, is_causal, scale, idx, weights, or
     for start in range(0, length, ROW_CHUNK):
         rows = slice(start, min(start + ROW_CHUNK, length))
         mask_rows = None if additive is None else additive.expand(b, h, length, source)[:, :, rows]
-        mu = _block_means(q[:, :, rows].to(work), k, v, mask_rows, is_causal, start, scale, idx[:, :, rows],
-                          weights[:, :, rows] > 0, order, rank, block)
+        mu = _block_means(
+            q[:, :, rows].to(work),
+            k,
+            v,
+            mask_rows,
+            is_causal,
+            start,
+            scale,
+            idx[:, :, rows],
+            weights[:, :, rows] > 0,
+            order,
+            rank,
+            block,
+        )
         outs.append((weights[:, :, rows].unsqueeze(-1) * mu).sum(-2))
     return torch.cat(outs, dim=2)
 
@@ -74,4 +86,6 @@ def _block_means(q, k, v, additive, is_causal, row0, scale, idx, valid, order, r
     scores = scores.masked_fill(~inside, float("-inf"))
     # A weighted shot's own key is visible, so its block has a finite score; others get zeros.
     within = torch.softmax(torch.where(valid.unsqueeze(-1), scores, 0.0), dim=-1)
-    return (within.unsqueeze(-1) * gather_rows(v, keys.view(b, h, rows, -1)).view(b, h, rows, m, block, v.size(-1))).sum(-2)
+    return (
+        within.unsqueeze(-1) * gather_rows(v, keys.view(b, h, rows, -1)).view(b, h, rows, m, block, v.size(-1))
+    ).sum(-2)

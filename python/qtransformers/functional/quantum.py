@@ -74,7 +74,6 @@ from qtransformers.functional.approximate import (
 )
 from qtransformers.functional.attention import exact_attention, safe_softmax, scaled_scores
 from qtransformers.functional.block_cv import block_control_variate, default_block
-from qtransformers.functional.masks import sdpa_mask_to_additive
 from qtransformers.functional.sampling import allocate_shots, draw_rows, row_uniforms, seed_from
 from qtransformers.functional.shots import gather_rows, horvitz_thompson, leave_one_row_out_beta
 
@@ -125,7 +124,9 @@ def quantum_attention(
     if cv_kind not in ("block", "favor"):
         raise InvalidArgumentError(f"cv_kind must be 'block' or 'favor', got {cv_kind!r}")
     if control_variate and cv_kind == "block" and backend == "hybrid":
-        raise InvalidArgumentError("the block control variate does not combine with backend='hybrid'; use cv_kind='favor'")
+        raise InvalidArgumentError(
+            "the block control variate does not combine with backend='hybrid'; use cv_kind='favor'"
+        )
     if cv_block is not None and (not isinstance(cv_block, int) or cv_block < 1):
         raise InvalidArgumentError(f"cv_block must be None or a positive int, got {cv_block!r}")
     if key_order not in ("auto", "value", "position"):
@@ -145,14 +146,17 @@ def quantum_attention(
         if adaptive:
             raise InvalidArgumentError(
                 "adaptive=True splits each head's shots across its rows by their entropies, so with attn_mask or "
-                "is_causal a row's shots would depend on rows that see what it cannot; use adaptive=False")
+                "is_causal a row's shots would depend on rows that see what it cannot; use adaptive=False"
+            )
         raise InvalidArgumentError(
             "cv_kind='favor' estimates its coefficient from the head's other rows, so with attn_mask or "
-            "is_causal a row would depend on rows that see what it cannot; use cv_kind='block'")
+            "is_causal a row would depend on rows that see what it cannot; use cv_kind='block'"
+        )
     if key_order == "value" and structure == "rows_differ":
         raise InvalidArgumentError(
             "key_order='value' orders keys by all their values, so with is_causal or a mask that differs "
-            "between query rows a row's draws would depend on keys it cannot see; use key_order='position'")
+            "between query rows a row's draws would depend on keys it cannot see; use key_order='position'"
+        )
     if key_order == "auto":
         key_order = "position" if structure == "rows_differ" else "value"
     if sampler == "auto":
@@ -171,8 +175,9 @@ def quantum_attention(
         visible_v = visible_v.expand(b, h, source, v.size(-1))
         order = (value_order(visible_v) if block == 1 else block_value_order(visible_v, block)).reshape(b * h, source)
     streams = row_streams(b * h, length, probs.device)
-    idx, weights = _draw(probs.reshape(-1, source), order, length, backend, num_samples, adaptive, top_k,
-                         generator, sampler, streams)
+    idx, weights = _draw(
+        probs.reshape(-1, source), order, length, backend, num_samples, adaptive, top_k, generator, sampler, streams
+    )
     if dropout_p > 0.0:
         keep = row_uniforms(seed_from(generator), streams, weights.size(-1), weights.device) >= dropout_p
         weights = weights * keep / max(1.0 - dropout_p, 1e-30)
@@ -182,8 +187,9 @@ def quantum_attention(
     estimate = (w * v_drawn).sum(-2)
     value = estimate.detach()
     if control_variate and cv_kind == "favor":
-        value = _favor_control_variate(q, k, v, scale, probs, idx, weights, v_drawn, value, cv_features or num_samples,
-                                       generator)
+        value = _favor_control_variate(
+            q, k, v, scale, probs, idx, weights, v_drawn, value, cv_features or num_samples, generator
+        )
     elif control_variate:
         value = block_control_variate(q, k, v, attn_mask, is_causal, scale, idx, weights, order, block).to(v.dtype)
     out = value + (estimate - estimate.detach())
@@ -198,7 +204,7 @@ def quantum_attention(
 
 
 def mask_structure(attn_mask: Tensor | None, is_causal: bool) -> str:
-    """"none" (no mask), "rows_same" (every query row sees the same keys) or "rows_differ"."""
+    """ "none" (no mask), "rows_same" (every query row sees the same keys) or "rows_differ"."""
     if is_causal:
         return "rows_differ"
     if attn_mask is None:
@@ -264,8 +270,9 @@ def _draw(rows, order, length, backend, m, adaptive, top_k, generator, sampler, 
     method = "multinomial" if backend == "naive" else "systematic"
 
     def draw(shots: Tensor, how: str) -> Tensor:
-        return draw_rows(rows, shots, how, generator=generator, order=order, rows_per_order=length,
-                         sampler=sampler, streams=streams)
+        return draw_rows(
+            rows, shots, how, generator=generator, order=order, rows_per_order=length, sampler=sampler, streams=streams
+        )
 
     def full(count: int) -> Tensor:
         return torch.full((rows.size(0),), count, dtype=torch.int64, device=rows.device) * alive
@@ -379,10 +386,21 @@ def _favor_control_variate(q, k, v, scale, probs, idx, weights, v_drawn, estimat
         return torch.where(alive, corrected, 0.0).to(estimate.dtype)
 
 
-def side_information_cost(length: int, source: int, head_dim: int, value_dim: int, *, num_samples: int,
-                          control_variate: bool, backend: str, adaptive: bool = False, key_order: str = "value",
-                          cv_kind: str = "block", cv_block: int | None = None,
-                          cv_features: int | None = None) -> dict[str, int]:
+def side_information_cost(
+    length: int,
+    source: int,
+    head_dim: int,
+    value_dim: int,
+    *,
+    num_samples: int,
+    control_variate: bool,
+    backend: str,
+    adaptive: bool = False,
+    key_order: str = "value",
+    cv_kind: str = "block",
+    cv_block: int | None = None,
+    cv_features: int | None = None,
+) -> dict[str, int]:
     """Multiply-adds per head of everything an estimator computes besides its draws, vs exact attention.
 
     Returns ``exact_macs`` (L·S·(E + Ev)), ``normaliser_macs``, ``side_information_macs`` (the
@@ -406,5 +424,9 @@ def side_information_cost(length: int, source: int, head_dim: int, value_dim: in
         r = cv_features or num_samples
         side += (length + source) * r * (head_dim + value_dim) + length * num_samples * r
     estimator = length * num_samples * value_dim
-    return {"exact_macs": exact, "normaliser_macs": normaliser, "side_information_macs": side,
-            "estimator_macs": estimator}
+    return {
+        "exact_macs": exact,
+        "normaliser_macs": normaliser,
+        "side_information_macs": side,
+        "estimator_macs": estimator,
+    }

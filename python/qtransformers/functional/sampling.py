@@ -158,8 +158,9 @@ def draw_rows(
     the same indices for the same generator state.
     """
     if sampler == "torch":
-        return draw_rows_ref(weights, shots, method, generator=generator, order=order, rows_per_order=rows_per_order,
-                             streams=streams)
+        return draw_rows_ref(
+            weights, shots, method, generator=generator, order=order, rows_per_order=rows_per_order, streams=streams
+        )
     _check(weights, 0, method)
     keys = _host_keys(_streams(streams, weights.size(0)))
     host = weights.detach().to("cpu").contiguous()

@@ -8,9 +8,9 @@ from torch import Tensor
 
 def gather_rows(x: Tensor, idx: Tensor) -> Tensor:
     """x (B,H,S,D) gathered at idx (B,H,L,M) -> (B,H,L,M,D)."""
-    b, h, l, m = idx.shape
-    flat = idx.reshape(b, h, l * m, 1).expand(-1, -1, -1, x.size(-1))
-    return torch.gather(x.expand(b, h, -1, -1), 2, flat).view(b, h, l, m, x.size(-1))
+    b, h, rows, m = idx.shape
+    flat = idx.reshape(b, h, rows * m, 1).expand(-1, -1, -1, x.size(-1))
+    return torch.gather(x.expand(b, h, -1, -1), 2, flat).view(b, h, rows, m, x.size(-1))
 
 
 def horvitz_thompson(idx: Tensor, valid: Tensor, p_drawn: Tensor, m_row: Tensor) -> Tensor:

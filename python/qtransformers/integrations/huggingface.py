@@ -40,8 +40,9 @@ def make_attention_function(*, seed: int | None = None, **quantum_options: Any):
         raise InvalidArgumentError(f"backend must be one of {BACKENDS}, got {backend!r}")
     generator = None if seed is None else torch.Generator().manual_seed(seed)
 
-    def attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
-                  is_causal=None, **kwargs):
+    def attention(
+        module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, is_causal=None, **kwargs
+    ):
         groups = getattr(module, "num_key_value_groups", 1)
         if groups > 1:
             key = key.repeat_interleave(groups, dim=1)
@@ -51,8 +52,17 @@ def make_attention_function(*, seed: int | None = None, **quantum_options: Any):
         gen = generator
         if gen is not None and gen.device != query.device:
             gen = torch.Generator(device=query.device).manual_seed(int(generator.initial_seed()))
-        out = quantum_attention(query, key, value, attention_mask, causal, scale=scaling, generator=gen,
-                                dropout_p=dropout if module.training else 0.0, **quantum_options)
+        out = quantum_attention(
+            query,
+            key,
+            value,
+            attention_mask,
+            causal,
+            scale=scaling,
+            generator=gen,
+            dropout_p=dropout if module.training else 0.0,
+            **quantum_options,
+        )
         return out.transpose(1, 2).contiguous(), None
 
     return attention

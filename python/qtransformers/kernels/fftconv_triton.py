@@ -52,8 +52,18 @@ def _load_c(ptr, offs):
 
 
 @triton.jit
-def _forward_rows(x_row, scr, f2_ptr, tw_ptr, T, N1: tl.constexpr, N2: tl.constexpr, BR: tl.constexpr,
-                  BK: tl.constexpr, PREC: tl.constexpr):
+def _forward_rows(
+    x_row,
+    scr,
+    f2_ptr,
+    tw_ptr,
+    T,
+    N1: tl.constexpr,
+    N2: tl.constexpr,
+    BR: tl.constexpr,
+    BK: tl.constexpr,
+    PREC: tl.constexpr,
+):
     """Pass 1 into scr: B[n1, f2] = W_N^(n1 f2) · Σ_{n2 < N2/2} x[n1 + N1 n2] · W_N2^(n2 f2) (x real, 0 past T)."""
     half = tl.arange(0, N2 // 2)
     for r0 in range(0, N1, BR):
@@ -72,8 +82,9 @@ def _forward_rows(x_row, scr, f2_ptr, tw_ptr, T, N1: tl.constexpr, N2: tl.conste
 
 
 @triton.jit
-def _spectrum_columns(scr, f1_ptr, f2, N1: tl.constexpr, N2: tl.constexpr, BR: tl.constexpr, BK: tl.constexpr,
-                      PREC: tl.constexpr):
+def _spectrum_columns(
+    scr, f1_ptr, f2, N1: tl.constexpr, N2: tl.constexpr, BR: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr
+):
     """Pass 2a: the spectrum X[f2 + N2 f1] = (F_N1 @ B)[f1, f2] for all f1 and the column block f2: (N1, BK) planes."""
     all1 = tl.arange(0, N1)
     x_re = tl.full((N1, BK), 0.0, tl.float32)
@@ -89,10 +100,25 @@ def _spectrum_columns(scr, f1_ptr, f2, N1: tl.constexpr, N2: tl.constexpr, BR: t
 
 @triton.jit
 def _fftconv_kernel(
-    u_ptr, v_ptr, spec_ptr, f1_ptr, f2_ptr, tw_ptr, scratch_ptr, y_ptr,
-    T, C, G, ROWS,
-    N1: tl.constexpr, N2: tl.constexpr, BR: tl.constexpr, BK: tl.constexpr,
-    CONJ: tl.constexpr, CROSS: tl.constexpr, PREC: tl.constexpr,
+    u_ptr,
+    v_ptr,
+    spec_ptr,
+    f1_ptr,
+    f2_ptr,
+    tw_ptr,
+    scratch_ptr,
+    y_ptr,
+    T,
+    C,
+    G,
+    ROWS,
+    N1: tl.constexpr,
+    N2: tl.constexpr,
+    BR: tl.constexpr,
+    BK: tl.constexpr,
+    CONJ: tl.constexpr,
+    CROSS: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     """One row: y = first T of IFFT(FFT(u) · P), P = S[c // G] (conj S if CONJ), or conj FFT(v) if CROSS."""
     HALF: tl.constexpr = N2 // 2
@@ -193,8 +219,25 @@ def _launch(u: Tensor, spec: Tensor | None, kernels: int, conj: bool = False, cr
     scratch = torch.empty(1 if cross is None else 2, b * c, n, 2, device=u.device, dtype=torch.float32)
     prec = "tf32x3" if u.dtype == torch.float32 else "tf32"
     _fftconv_kernel[(b * c,)](
-        u, v, f1 if spec is None else spec, f1, f2, tw, scratch, y, t, c, c // kernels, b * c,
-        N1=n1, N2=n2, BR=BLOCK, BK=BLOCK, CONJ=conj, CROSS=cross is not None, PREC=prec,
+        u,
+        v,
+        f1 if spec is None else spec,
+        f1,
+        f2,
+        tw,
+        scratch,
+        y,
+        t,
+        c,
+        c // kernels,
+        b * c,
+        N1=n1,
+        N2=n2,
+        BR=BLOCK,
+        BK=BLOCK,
+        CONJ=conj,
+        CROSS=cross is not None,
+        PREC=prec,
         num_warps=8,
     )
     return y

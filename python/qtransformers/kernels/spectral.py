@@ -23,8 +23,15 @@ BLOCK = 128
 
 @triton.jit
 def _filter_rotate_kernel(
-    x_ptr, s_ptr, m_ptr, y_ptr, C, F,
-    G: tl.constexpr, BLOCK: tl.constexpr, ADJOINT: tl.constexpr,
+    x_ptr,
+    s_ptr,
+    m_ptr,
+    y_ptr,
+    C,
+    F,
+    G: tl.constexpr,
+    BLOCK: tl.constexpr,
+    ADJOINT: tl.constexpr,
 ):
     row = tl.program_id(0)
     blk = tl.program_id(1)
@@ -94,6 +101,9 @@ def filter_rotate(x: Tensor, s: Tensor, m: Tensor) -> Tensor:
 
 def filter_rotate_ref(x: Tensor, s: Tensor, m: Tensor) -> Tensor:
     """Reference of :func:`filter_rotate` with complex torch ops (same layout)."""
-    z = torch.einsum("cij,bcjf->bcif", m.to(torch.complex64 if x.dtype == torch.float32 else torch.complex128),
-                     torch.view_as_complex(x.contiguous()))
+    z = torch.einsum(
+        "cij,bcjf->bcif",
+        m.to(torch.complex64 if x.dtype == torch.float32 else torch.complex128),
+        torch.view_as_complex(x.contiguous()),
+    )
     return torch.view_as_real(z * torch.view_as_complex(s.contiguous())[None, :, None, :])

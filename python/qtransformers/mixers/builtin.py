@@ -1,9 +1,11 @@
 """Imports every module that registers a mixer (keeps the registry complete)."""
 
-from qtransformers.mixers import attention  # noqa: F401
-from qtransformers.mixers import phase  # noqa: F401
-from qtransformers.mixers import qrh  # noqa: F401
-from qtransformers.mixers import fnet  # noqa: F401
-from qtransformers.mixers import hyena  # noqa: F401
-from qtransformers.mixers import spectral  # noqa: F401
-from qtransformers.mixers import quantum  # noqa: F401
+from qtransformers.mixers import (
+    attention,  # noqa: F401
+    fnet,  # noqa: F401
+    hyena,  # noqa: F401
+    phase,  # noqa: F401
+    qrh,  # noqa: F401
+    quantum,  # noqa: F401
+    spectral,  # noqa: F401
+)

@@ -117,13 +117,15 @@ class QRHLayer(nn.Module):
         self.alpha.copy_(self.alpha * fractal_dimension(channels.float()).to(self.alpha))
         self.fractal_done.fill_(True)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs) -> None:
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
         key = prefix + "fractal_done"
         if self.fractal_init and key not in state_dict:  # saved before the flag was persisted: α is the saved one
             state_dict[key] = torch.tensor(True)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                                      error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """Mix tokens of x (B, T, 4·embed_dim).
@@ -163,4 +165,3 @@ def build_qrh(dim: int, *, causal: bool = True, **options) -> QRHLayer:
     if dim % 4 != 0:
         raise InvalidArgumentError(f"the qrh mixer needs dim divisible by 4 (quaternion channels), got {dim}")
     return QRHLayer(dim // 4, causal=causal, **options)
-

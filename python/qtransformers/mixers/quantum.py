@@ -43,8 +43,14 @@ class QuantumAttentionMixer(nn.Module):
         if causal and adaptive:
             raise InvalidArgumentError("the causal quantum mixer does not support adaptive=True (it couples rows)")
         self.dim, self.num_heads, self.causal = dim, num_heads, causal
-        self.options = dict(backend=backend, num_samples=num_samples, control_variate=control_variate,
-                            adaptive=adaptive, top_k=top_k, cv_block=cv_block)
+        self.options = dict(
+            backend=backend,
+            num_samples=num_samples,
+            control_variate=control_variate,
+            adaptive=adaptive,
+            top_k=top_k,
+            cv_block=cv_block,
+        )
         self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
         self.out = nn.Linear(dim, dim, bias=bias)
         self.generator = torch.Generator().manual_seed(seed)

@@ -57,9 +57,7 @@ def _lookup(name: str) -> _Entry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise InvalidArgumentError(
-            f"unknown mixer {name!r}; available: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+        raise InvalidArgumentError(f"unknown mixer {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
 
 
 def build(name: str, dim: int, causal: bool = True, **options) -> nn.Module:

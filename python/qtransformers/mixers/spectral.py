@@ -33,7 +33,13 @@ class SpectralMixer(nn.Module):
     """Causal multi-band spectral mixer with GLU frequency gating on x (B, T, D) -> (B, T, D)."""
 
     def __init__(
-        self, dim: int, *, causal: bool = True, bands: int = 4, tau0: float = 4.0, position: bool = True,
+        self,
+        dim: int,
+        *,
+        causal: bool = True,
+        bands: int = 4,
+        tau0: float = 4.0,
+        position: bool = True,
         backend: str = "auto",
     ) -> None:
         super().__init__()

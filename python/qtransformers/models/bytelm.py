@@ -43,7 +43,7 @@ class ByteLMConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ByteLMConfig":
+    def from_dict(cls, data: dict) -> ByteLMConfig:
         """Inverse of :meth:`to_dict`."""
         return cls(**data)
 
@@ -60,9 +60,7 @@ class Block(nn.Module):
             options.setdefault("max_len", config.max_seq_len)
         self.mixer = mixers.build(config.mixer, dim, causal=True, **options)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(
-            nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
-        )
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
     def forward(self, x: Tensor) -> Tensor:
         """Full causal forward over x (B, T, D)."""
@@ -110,9 +108,7 @@ class ByteLM(nn.Module):
         if tokens.dim() != 2:
             raise ShapeError(f"expected tokens (B, T), got {tuple(tokens.shape)}")
         if offset + tokens.size(1) > self.config.max_seq_len:
-            raise ShapeError(
-                f"positions up to {offset + tokens.size(1)} exceed max_seq_len {self.config.max_seq_len}"
-            )
+            raise ShapeError(f"positions up to {offset + tokens.size(1)} exceed max_seq_len {self.config.max_seq_len}")
 
     def hidden(self, tokens: Tensor) -> Tensor:
         """Final normalised hidden states (B, T, D) of ``tokens`` (B, T)."""

@@ -10,7 +10,7 @@ numpy version of the same math.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -79,14 +79,12 @@ class Channel:
         choi = self.choi
         return bool(np.linalg.eigvalsh((choi + choi.conj().T) / 2).min() >= -atol)
 
-    def compose(self, other: "Channel") -> "Channel":
+    def compose(self, other: Channel) -> Channel:
         """The channel applying ``self`` first, then ``other`` (Qiskit's ``compose`` order)."""
         if not isinstance(other, Channel):
             raise DTypeError(f"compose expects a Channel, got {type(other).__name__}")
         if other.num_qubits != self.num_qubits:
-            raise ShapeError(
-                f"cannot compose a {self.num_qubits}-qubit channel with a {other.num_qubits}-qubit one"
-            )
+            raise ShapeError(f"cannot compose a {self.num_qubits}-qubit channel with a {other.num_qubits}-qubit one")
         ops = np.einsum("jab,ibc->jiac", other.kraus, self._kraus).reshape(-1, self.dim, self.dim)
         keep = np.abs(ops).reshape(len(ops), -1).max(axis=1) > 0
         return Channel(ops[keep] if keep.any() else ops[:1], name=f"{other.name}∘{self.name}")
@@ -142,9 +140,7 @@ def _targets(qubits: Sequence[int] | None, m: int, n: int) -> list[int]:
     """Validated target qubits of an m-qubit channel inside an n-qubit state."""
     if qubits is None:
         if m != n:
-            raise ShapeError(
-                f"a {m}-qubit channel on a {n}-qubit state needs qubits=[...] naming {m} of its qubits"
-            )
+            raise ShapeError(f"a {m}-qubit channel on a {n}-qubit state needs qubits=[...] naming {m} of its qubits")
         return list(range(n))
     targets = [int(q) for q in qubits]
     if len(targets) != m:

@@ -16,7 +16,7 @@ a bound on the distance to the original array.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ class MPS:
     @classmethod
     def from_dense(
         cls, array, max_bond: int | None = None, cutoff: float = 0.0, dims: Sequence[int] | None = None
-    ) -> "MPS":
+    ) -> MPS:
         """TT-SVD of ``array`` (numpy or torch; real -> float64 cores, complex -> complex128).
 
         ``dims`` defaults to [2] * n for a 1-D array of length 2^n and to ``array.shape`` otherwise.
@@ -48,9 +48,7 @@ class MPS:
             if arr.ndim == 1:
                 size = arr.shape[0]
                 if size < 2 or size & (size - 1):
-                    raise ShapeError(
-                        f"a 1-D array of length {size} is not 2^n sites of dimension 2; pass dims=[...]"
-                    )
+                    raise ShapeError(f"a 1-D array of length {size} is not 2^n sites of dimension 2; pass dims=[...]")
                 dims = [2] * (size.bit_length() - 1)
             else:
                 dims = list(arr.shape)
@@ -99,7 +97,7 @@ class MPS:
         """The represented array, in the original shape (float64 or complex128)."""
         return _core.mps_to_dense(self.cores).reshape(self.shape)
 
-    def inner(self, other: "MPS") -> complex:
+    def inner(self, other: MPS) -> complex:
         """<self|other> = sum conj(self) * other, without forming either dense array."""
         if not isinstance(other, MPS):
             raise DTypeError(f"inner expects an MPS, got {type(other).__name__}")
@@ -115,7 +113,7 @@ class MPS:
         """Frobenius norm of the represented array."""
         return math.sqrt(max(self.inner(self).real, 0.0))
 
-    def compress(self, max_bond: int | None = None, cutoff: float = 0.0) -> "MPS":
+    def compress(self, max_bond: int | None = None, cutoff: float = 0.0) -> MPS:
         """A recompressed copy (QR sweep, then truncated SVD sweep); its error bound adds this step's."""
         if max_bond is not None and (not isinstance(max_bond, (int, np.integer)) or max_bond < 1):
             raise InvalidArgumentError(f"max_bond must be None or an int >= 1, got {max_bond!r}")

@@ -8,7 +8,7 @@ broadcastable to (B, H, L, S) (bool True = takes part, or additive float), and r
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -92,7 +92,11 @@ class QuantumAttentionSimulator:
         n = max(1, math.ceil(math.log2(size)))
         dim = 1 << n
         flat = probs.detach().double().cpu().reshape(-1, size)
-        keep = torch.ones_like(flat, dtype=torch.bool) if allowed is None else allowed.expand(probs.shape).cpu().reshape(-1, size)
+        keep = (
+            torch.ones_like(flat, dtype=torch.bool)
+            if allowed is None
+            else allowed.expand(probs.shape).cpu().reshape(-1, size)
+        )
         out = flat.clone()
         chunk = max(1, self.max_chunk_bytes // (16 * dim * dim))
         # Without noise diag(|psi><psi|) is p itself: no density matrix is needed.

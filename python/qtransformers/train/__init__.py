@@ -3,7 +3,7 @@
 from qtransformers.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from qtransformers.train.curriculum import Curriculum, Stage
 from qtransformers.train.data import ByteDataset, decode, encode
-from qtransformers.train.trainer import Trainer, TrainConfig, lr_factor, train
+from qtransformers.train.trainer import TrainConfig, Trainer, lr_factor, train
 
 __all__ = [
     "ByteDataset",

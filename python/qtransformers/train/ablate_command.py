@@ -57,12 +57,16 @@ def goal_lines(rows: list[dict], long_context: int) -> list[str]:
     if base is None or qrh is None:
         return ["goal: not evaluated (the transformer baseline or full QRH did not run)"]
     ratio = qrh["val_loss"] / base["val_loss"]
-    lines = [f"goal 1: QRH full val loss / transformer val loss = {ratio:.4f} "
-             f"({'within' if ratio <= 1.05 else 'NOT within'} 5 %)"]
+    lines = [
+        f"goal 1: QRH full val loss / transformer val loss = {ratio:.4f} "
+        f"({'within' if ratio <= 1.05 else 'NOT within'} 5 %)"
+    ]
     if long_context:
         speed = base["long_ctx_ms_per_step"] / qrh["long_ctx_ms_per_step"]
-        lines.append(f"goal 2: at context {long_context} a QRH training step is {speed:.2f}x the transformer's speed "
-                     f"({'faster' if speed > 1 else 'NOT faster'})")
+        lines.append(
+            f"goal 2: at context {long_context} a QRH training step is {speed:.2f}x the transformer's speed "
+            f"({'faster' if speed > 1 else 'NOT faster'})"
+        )
     return lines
 
 
@@ -71,18 +75,31 @@ def run(args: argparse.Namespace) -> list[dict]:
     out = Path(args.out)
     base = ByteLMConfig(mixer=BASELINE, dim=args.dim, layers=args.layers, max_seq_len=args.seq_len)
     train = TrainConfig(
-        data=args.data, out=str(out), steps=args.steps, batch_size=args.batch_size, lr=args.lr, device=args.device,
-        dtype=args.dtype, seed=args.seed, eval_every=args.eval_every, eval_batches=args.eval_batches,
+        data=args.data,
+        out=str(out),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        device=args.device,
+        dtype=args.dtype,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        eval_batches=args.eval_batches,
         ckpt_every=args.steps,
     )
     only = [n.strip() for n in args.only.split(",")] if args.only else None
     bar = tqdm(desc="ablation", unit="variant", disable=not args.progress)
-    rows = run_ablation(base, train, long_ctx=args.long_context, only=only, heads=args.heads, progress=lambda row: bar.update(1))
+    rows = run_ablation(
+        base, train, long_ctx=args.long_context, only=only, heads=args.heads, progress=lambda row: bar.update(1)
+    )
     bar.close()
     device = torch.device(args.device)
-    title = header(device, torch.float32 if args.dtype in ("auto", "float32") and device.type == "cpu" else torch.bfloat16,
-                   f"{args.steps} steps, ctx {args.seq_len}, batch {args.batch_size}, {args.layers} layers, "
-                   f"baseline dim {args.dim}, {args.heads} heads")
+    title = header(
+        device,
+        torch.float32 if args.dtype in ("auto", "float32") and device.type == "cpu" else torch.bfloat16,
+        f"{args.steps} steps, ctx {args.seq_len}, batch {args.batch_size}, {args.layers} layers, "
+        f"baseline dim {args.dim}, {args.heads} heads",
+    )
     out.mkdir(parents=True, exist_ok=True)
     write_csv(rows, COLUMNS, out / "ablation.csv")
     shown = [c for c in COLUMNS if c not in ("mixer", "options")]
@@ -90,13 +107,30 @@ def run(args: argparse.Namespace) -> list[dict]:
     goals = goal_lines(rows, args.long_context)
     (out / "ablation.md").write_text(title + "\n\n" + format_markdown(rows, shown) + "\n\n" + "\n".join(goals) + "\n")
     _bar_chart(rows, "val_bpb", "validation bits per byte", out / "ablation_val_bpb.png", title)
-    _bar_chart(rows, "long_ctx_ms_per_step", f"ms per training step at context {args.long_context}",
-               out / "ablation_step_time.png", title)
-    curves = [{"step": s, "val_loss": v, "variant": r["variant"]} for r in rows if r.get("status") == "ok"
-              for s, v in r["curve"]]
+    _bar_chart(
+        rows,
+        "long_ctx_ms_per_step",
+        f"ms per training step at context {args.long_context}",
+        out / "ablation_step_time.png",
+        title,
+    )
+    curves = [
+        {"step": s, "val_loss": v, "variant": r["variant"]}
+        for r in rows
+        if r.get("status") == "ok"
+        for s, v in r["curve"]
+    ]
     if curves:
-        plot_lines(curves, x="step", y="val_loss", series="variant", path=out / "ablation_curves.png",
-                   title="validation loss (nats/byte)", logx=False, logy=False)
+        plot_lines(
+            curves,
+            x="step",
+            y="val_loss",
+            series="variant",
+            path=out / "ablation_curves.png",
+            title="validation loss (nats/byte)",
+            logx=False,
+            logy=False,
+        )
     print(title)
     print(table)
     print("\n".join(goals))

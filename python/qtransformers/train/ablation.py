@@ -21,12 +21,25 @@ from torch import Tensor
 from qtransformers import mixers
 from qtransformers.bench.timing import median_ms, peak_memory_bytes
 from qtransformers.models import ByteLM, ByteLMConfig
-from qtransformers.train.trainer import Trainer, TrainConfig, make_optimizer
+from qtransformers.train.trainer import TrainConfig, Trainer, make_optimizer
 
 BASELINE = "attention"
 COLUMNS = [
-    "variant", "mixer", "options", "dim", "mlp_hidden", "params", "params_vs_baseline", "val_loss", "val_bpb",
-    "ms_per_step", "act_MiB", "peak_mem_MiB", "long_ctx_ms_per_step", "long_ctx_act_MiB", "long_ctx_peak_mem_MiB",
+    "variant",
+    "mixer",
+    "options",
+    "dim",
+    "mlp_hidden",
+    "params",
+    "params_vs_baseline",
+    "val_loss",
+    "val_bpb",
+    "ms_per_step",
+    "act_MiB",
+    "peak_mem_MiB",
+    "long_ctx_ms_per_step",
+    "long_ctx_act_MiB",
+    "long_ctx_peak_mem_MiB",
     "status",
 ]
 
@@ -152,7 +165,11 @@ def step_cost(config: ByteLMConfig, seq_len: int, batch_size: int, device: torch
         optimizer.zero_grad(set_to_none=True)
 
     ms = median_ms(step, device, warmup=1, repeats=repeats)
-    return {"ms": ms, "peak_bytes": peak_memory_bytes(step, device), "activation_bytes": saved_activation_bytes(model, x)}
+    return {
+        "ms": ms,
+        "peak_bytes": peak_memory_bytes(step, device),
+        "activation_bytes": saved_activation_bytes(model, x),
+    }
 
 
 def run_variant(variant: Variant, base: ByteLMConfig, train: TrainConfig, target: int, long_ctx: int) -> dict:
@@ -160,8 +177,13 @@ def run_variant(variant: Variant, base: ByteLMConfig, train: TrainConfig, target
     config = match_size(base, variant, target)
     params = count_parameters(config)
     row = {
-        "variant": variant.name, "mixer": variant.mixer, "options": json.dumps(variant.options, sort_keys=True),
-        "dim": config.dim, "mlp_hidden": config.mlp_hidden, "params": params, "params_vs_baseline": params / target,
+        "variant": variant.name,
+        "mixer": variant.mixer,
+        "options": json.dumps(variant.options, sort_keys=True),
+        "dim": config.dim,
+        "mlp_hidden": config.mlp_hidden,
+        "params": params,
+        "params_vs_baseline": params / target,
     }
     device = torch.device(train.device)
     trainer = Trainer(config, train)
@@ -169,20 +191,33 @@ def run_variant(variant: Variant, base: ByteLMConfig, train: TrainConfig, target
     last = history[-1]
     cost = step_cost(config, config.max_seq_len, train.batch_size, device, repeats=1)
     row.update(
-        val_loss=last["val_loss"], val_bpb=last["val_bpb"], peak_mem_MiB=cost["peak_bytes"] / 2**20,
+        val_loss=last["val_loss"],
+        val_bpb=last["val_bpb"],
+        peak_mem_MiB=cost["peak_bytes"] / 2**20,
         act_MiB=cost["activation_bytes"] / 2**20,
         ms_per_step=1e3 * statistics.median(trainer.step_seconds[1:] or trainer.step_seconds),
-        curve=[(r["step"], r["val_loss"]) for r in history if "val_loss" in r], status="ok",
+        curve=[(r["step"], r["val_loss"]) for r in history if "val_loss" in r],
+        status="ok",
     )
     if long_ctx:
         cost = step_cost(config, long_ctx, 1, device, repeats=3)
-        row.update(long_ctx_ms_per_step=cost["ms"], long_ctx_peak_mem_MiB=cost["peak_bytes"] / 2**20,
-                   long_ctx_act_MiB=cost["activation_bytes"] / 2**20)
+        row.update(
+            long_ctx_ms_per_step=cost["ms"],
+            long_ctx_peak_mem_MiB=cost["peak_bytes"] / 2**20,
+            long_ctx_act_MiB=cost["activation_bytes"] / 2**20,
+        )
     return row
 
 
-def run_ablation(base: ByteLMConfig, train: TrainConfig, *, long_ctx: int = 1024, only: list[str] | None = None,
-                 heads: int | None = None, progress=None) -> list[dict]:
+def run_ablation(
+    base: ByteLMConfig,
+    train: TrainConfig,
+    *,
+    long_ctx: int = 1024,
+    only: list[str] | None = None,
+    heads: int | None = None,
+    progress=None,
+) -> list[dict]:
     """Rows of the study (one per variant; failures recorded in ``status``); each run writes into train.out/<slug>."""
     target = count_parameters(_variant_config(base, Variant(BASELINE, BASELINE)))
     rows = []
@@ -192,8 +227,14 @@ def run_ablation(base: ByteLMConfig, train: TrainConfig, *, long_ctx: int = 1024
         try:
             rows.append(run_variant(variant, base, cfg, target, long_ctx))
         except Exception as exc:  # noqa: BLE001 - a failing variant is reported in the table, the study goes on
-            rows.append({"variant": variant.name, "mixer": variant.mixer, "options": json.dumps(variant.options),
-                         "status": f"failed: {type(exc).__name__}: {exc}"})
+            rows.append(
+                {
+                    "variant": variant.name,
+                    "mixer": variant.mixer,
+                    "options": json.dumps(variant.options),
+                    "status": f"failed: {type(exc).__name__}: {exc}",
+                }
+            )
         if progress is not None:
             progress(rows[-1])
     return rows

@@ -38,19 +38,21 @@ class Curriculum:
         self.stages = sorted(stages, key=lambda s: s.at)
 
     @classmethod
-    def staged(cls, local: float, global_: float, entanglement: float) -> "Curriculum":
+    def staged(cls, local: float, global_: float, entanglement: float) -> Curriculum:
         """The default four stages: none, + local, + global, + entanglement (final weights from 75 %)."""
         final = {"local": local, "global": global_, "entanglement": entanglement}
         zero = dict.fromkeys(ENERGY_TERMS, 0.0)
-        return cls([
-            Stage(0.0, zero),
-            Stage(0.25, {**zero, "local": local}),
-            Stage(0.5, {**zero, "local": local, "global": global_}),
-            Stage(0.75, final),
-        ])
+        return cls(
+            [
+                Stage(0.0, zero),
+                Stage(0.25, {**zero, "local": local}),
+                Stage(0.5, {**zero, "local": local, "global": global_}),
+                Stage(0.75, final),
+            ]
+        )
 
     @classmethod
-    def constant(cls, local: float, global_: float, entanglement: float) -> "Curriculum":
+    def constant(cls, local: float, global_: float, entanglement: float) -> Curriculum:
         """The same weights throughout."""
         return cls([Stage(0.0, {"local": local, "global": global_, "entanglement": entanglement})])
 

@@ -14,7 +14,9 @@ from qtransformers.train.generation import SamplingConfig, generate
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``qtransformers generate``."""
-    parser.add_argument("--checkpoint", required=True, help="run folder (uses its latest checkpoint) or checkpoint folder")
+    parser.add_argument(
+        "--checkpoint", required=True, help="run folder (uses its latest checkpoint) or checkpoint folder"
+    )
     parser.add_argument("--prompt", default="\n", help="text to continue (default a newline)")
     parser.add_argument("--max-new-bytes", type=int, default=200, help="bytes to generate (default 200)")
     parser.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 = greedy (default 0.8)")
@@ -22,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=None, help="keep the smallest set with probability >= p")
     parser.add_argument("--repetition-penalty", type=float, default=1.0, help="penalty >= 1 for recent bytes")
     parser.add_argument(
-        "--sampler", default="standard", choices=["standard", "quantum"], help="quantum: QLLM's stability-annealed sampler"
+        "--sampler",
+        default="standard",
+        choices=["standard", "quantum"],
+        help="quantum: QLLM's stability-annealed sampler",
     )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")

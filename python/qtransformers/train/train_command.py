@@ -15,7 +15,7 @@ import torch.distributed as dist
 from qtransformers import mixers
 from qtransformers.exceptions import InvalidArgumentError
 from qtransformers.models import ByteLMConfig
-from qtransformers.train.trainer import DTYPES, Trainer, TrainConfig
+from qtransformers.train.trainer import DTYPES, TrainConfig, Trainer
 
 
 def parse_mixer_options(text: str | None) -> dict:
@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-every", type=int, default=None, help="validation interval (default steps/5)")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps (default min(100, steps/10))")
     parser.add_argument("--activation-checkpointing", action="store_true", help="recompute blocks in backward")
-    parser.add_argument("--mixer-options", default=None, help='JSON options for the mixer, e.g. \'{"num_heads": 4}\'')
+    parser.add_argument("--mixer-options", default=None, help="JSON options for the mixer, e.g. '{\"num_heads\": 4}'")
     parser.add_argument(
         "--energy-weights", default="0.01,0.01,0.01", help="final weights of the local,global,entanglement energies"
     )

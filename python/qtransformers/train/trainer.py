@@ -62,7 +62,7 @@ class TrainConfig:
     progress: bool = False
     stop_after: int | None = None
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """A copy with defaults filled in (warm-up, checkpoint and eval intervals) and values validated."""
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise InvalidArgumentError(
