@@ -7,8 +7,9 @@ gain |H(ω)| over frequency.
 
 import torch
 
-from qtransformers.functional import energy_ratio, qrh
+from qtransformers.functional import energy_ratio
 from qtransformers.functional.qrh import causal_kernel
+from qtransformers.kernels import qrh
 
 T = 1024  # sequence length, also the causal operator's max_len (as in a ByteLM of context T)
 g = torch.Generator().manual_seed(0)

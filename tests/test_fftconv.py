@@ -8,8 +8,9 @@ import torch
 
 from qtransformers import _core
 from qtransformers.exceptions import InvalidArgumentError, ShapeError
-from qtransformers.functional import causal_fftconv, causal_fftconv_ref
+from qtransformers.functional import causal_fftconv_ref
 from qtransformers.functional.fftconv import fft_size
+from qtransformers.kernels import causal_fftconv
 
 FAST = ("torch", "rust")
 

@@ -17,8 +17,9 @@ triton = pytest.importorskip("triton")
 
 from qtransformers import mixers  # noqa: E402
 from qtransformers.exceptions import BackendUnavailableError, DTypeError  # noqa: E402
-from qtransformers.functional.fftconv import causal_fftconv, causal_fftconv_ref, resolve_backend  # noqa: E402
+from qtransformers.functional.fftconv import causal_fftconv_ref  # noqa: E402
 from qtransformers.kernels import dispatch  # noqa: E402
+from qtransformers.kernels.dispatch import causal_fftconv, resolve_backend  # noqa: E402
 
 ATOL = 1e-6
 """Absolute slack of the tolerance, relative to the reference's largest entry."""

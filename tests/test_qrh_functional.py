@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from qtransformers.exceptions import InvalidArgumentError, ShapeError
-from qtransformers.functional import energy_ratio, qrh, qrh_ref
+from qtransformers.functional import energy_ratio, qrh_ref
 from qtransformers.functional.qrh import causal_kernel, filter_spectrum, full_filter
+from qtransformers.kernels import qrh
 
 SIZES = (97, 111, 1025)
 

@@ -12,8 +12,11 @@ import torch
 
 pytest.importorskip("triton")
 
-from qtransformers.functional.qrh import rotation_matrix, spectral_rotate, spectral_rotate_ref  # noqa: E402
-from qtransformers.kernels import dispatch  # noqa: E402
+from qtransformers.functional.qrh import rotation_matrix, spectral_rotate_ref  # noqa: E402
+from qtransformers.kernels import (
+    dispatch,  # noqa: E402
+    spectral_rotate,  # noqa: E402
+)
 
 
 @pytest.fixture

@@ -1,40 +1,30 @@
-"""Causal FFT convolution of (B, C, T) signals with (K, T) kernels, K dividing C.
+"""Causal FFT convolution of (B, C, T) signals with (K, T) kernels, K dividing C: the CPU paths.
 
 ``y[b, c, t] = sum_{j <= t} k[c // g, j] * u[b, c, t - j]`` where g = C / K consecutive
 channels share a kernel (g = 1: one kernel per channel; QRH uses g = 4, one kernel per
 quaternion, without materialising repeated kernels). Zero-pad to an even 5-smooth length
 ``n >= 2T - 1``, rfft, multiply, irfft, keep the first T samples, so no output sees a later
-input. Three implementations of the same math:
+input. Three implementations of the same math live here:
 
 - :func:`causal_fftconv_ref`: plain ``torch.fft`` with autograd through the complex ops (the reference);
-- backend ``"torch"``: an ``autograd.Function`` whose backward is the matching correlation, also by
-  FFT, keeping only the real inputs for backward (no complex intermediates saved);
-- backend ``"rust"``: the Rust core (realfft plans cached, rows/channels in parallel with rayon),
+- :func:`causal_fftconv_torch`: an ``autograd.Function`` whose backward is the matching correlation, also
+  by FFT, keeping only the real inputs for backward (no complex intermediates saved);
+- :func:`causal_fftconv_rust`: the Rust core (realfft plans cached, rows/channels in parallel with rayon),
   registered as the custom op ``qtransformers::causal_fftconv_rust`` with its own backward (also in
   Rust); a custom op, so ``torch.compile`` treats it as one opaque node. CPU, float32/float64 only.
-- backend ``"triton"``: :func:`qtransformers.kernels.dispatch.causal_fftconv_triton`, the fused Monarch-form
-  kernel (cuFFT with a fused spectrum multiply past its length limit); float32/bf16/fp16, read as they are.
 
-``backend="auto"`` picks :data:`CPU_DEFAULT` on CPU (chosen from the long-context bench, see the
-README), ``"triton"`` on CUDA when Triton is installed (and not disabled by
-``QTRANSFORMERS_DISABLE_TRITON=1``) for non-float64 inputs, and ``"torch"`` otherwise. Half/bfloat16
-inputs are computed in float32 and cast back. ``"triton"`` on a CPU tensor runs only under the
-Triton interpreter (``TRITON_INTERPRET=1``, what the tests use).
+The Triton kernel and the choice between all four (``backend="auto"``, dtype handling) are one
+layer up, in :func:`qtransformers.kernels.causal_fftconv`; this module never imports ``kernels``.
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from qtransformers import _core
-from qtransformers.exceptions import BackendUnavailableError, DTypeError, InvalidArgumentError, ShapeError
-
-BACKENDS = ("auto", "torch", "rust", "triton", "reference")
-CPU_DEFAULT = "rust"
+from qtransformers.exceptions import DTypeError, InvalidArgumentError, ShapeError
 
 
 def fft_size(t: int) -> int:
@@ -51,9 +41,8 @@ def fft_size(t: int) -> int:
         n += 2
 
 
-def _check(u: Tensor, k: Tensor, backend: str) -> None:
-    if backend not in BACKENDS:
-        raise InvalidArgumentError(f"backend must be one of {BACKENDS}, got {backend!r}")
+def check_inputs(u: Tensor, k: Tensor) -> None:
+    """Raise unless u is (B, C, T) and k (K, T) floating point with K dividing C and T >= 1."""
     if u.dim() != 3 or k.dim() != 2 or k.size(1) != u.size(2) or k.size(0) == 0 or u.size(1) % k.size(0):
         raise ShapeError(
             f"expected u (B, C, T) and k (K, T) with K dividing C, got u {tuple(u.shape)} and k {tuple(k.shape)}"
@@ -139,51 +128,13 @@ def _rust_grad(ctx, grad: Tensor):
 _rust_forward.register_autograd(_rust_grad, setup_context=_rust_setup)
 
 
-def resolve_backend(backend: str, u: Tensor) -> str:
-    """The concrete backend ``"auto"`` stands for on the device and dtype of u."""
-    if backend != "auto":
-        return backend
-    if u.device.type == "cpu":
-        return CPU_DEFAULT
-    from qtransformers.kernels import dispatch
-
-    return "triton" if dispatch.use_triton(u) and u.dtype != torch.float64 else "torch"
+def causal_fftconv_torch(u: Tensor, k: Tensor) -> Tensor:
+    """Causal convolution u (B, C, T), k (K, T) -> (B, C, T) with an FFT-correlation backward (same dtype inputs)."""
+    return _TorchFFTConv.apply(u, k)
 
 
-def _triton(u: Tensor, k: Tensor) -> Tensor:
-    """The triton backend after its checks: CUDA, or CPU under the interpreter; no float64."""
-    from qtransformers.kernels import dispatch
-
-    if u.dtype == torch.float64:
-        raise DTypeError("the triton backend computes in float32; use backend='torch' for float64 inputs")
-    if not dispatch.triton_available():
-        raise BackendUnavailableError("the triton backend needs the triton package (pip install triton)")
-    if not u.is_cuda and os.environ.get("TRITON_INTERPRET", "0") != "1":
-        raise BackendUnavailableError(
-            f"the triton backend runs on CUDA tensors (or CPU ones under TRITON_INTERPRET=1), got {u.device}"
-        )
-    return dispatch.causal_fftconv_triton(u, k)
-
-
-def causal_fftconv(u: Tensor, k: Tensor, backend: str = "auto") -> Tensor:
-    """Causal convolution of u (B, C, T) with kernels k (K, T), channel c using k[c // (C / K)] -> (B, C, T).
-
-    ``backend`` is "auto", "torch", "rust", "triton" or "reference" (see the module docstring).
-    """
-    _check(u, k, backend)
-    chosen = resolve_backend(backend, u)
-    if chosen == "triton":
-        return _triton(u, k)
-    dtype = u.dtype
-    if dtype not in (torch.float32, torch.float64):
-        u, k = u.float(), k.float()
-    k = k.to(u.dtype)
-    if chosen == "reference":
-        y = causal_fftconv_ref(u, k)
-    elif chosen == "torch":
-        y = _TorchFFTConv.apply(u, k)
-    else:
-        if u.device.type != "cpu":
-            raise InvalidArgumentError(f"the rust backend runs on CPU tensors only, got {u.device}")
-        y = _rust_forward(u.contiguous(), k.contiguous())
-    return y.to(dtype)
+def causal_fftconv_rust(u: Tensor, k: Tensor) -> Tensor:
+    """Causal convolution u (B, C, T), k (K, T) -> (B, C, T) in the Rust core: CPU, float32/float64, same dtypes."""
+    if u.device.type != "cpu":
+        raise InvalidArgumentError(f"the rust backend runs on CPU tensors only, got {u.device}")
+    return _rust_forward(u.contiguous(), k.contiguous())

@@ -17,7 +17,7 @@ Causal: F on the bins of a *fixed* reference length ``N = 2 · max_len`` (``max_
 once, e.g. at a layer's construction, default :data:`DEFAULT_MAX_LEN`). Its impulse response on
 that grid, ``h = irfft(F, n=N)``, is computed once per α; the causal half ``h[0..max_len-1]``
 is the kernel (:func:`causal_kernel`), and a sequence of length T <= max_len is convolved with
-its first T lags by a zero-padded FFT convolution (:func:`qtransformers.functional.causal_fftconv`).
+its first T lags by a zero-padded FFT convolution (:func:`qtransformers.kernels.causal_fftconv`).
 Lag τ therefore has the weight ``h[τ]`` whatever T is: output t is the same whether the input
 stops at t or goes on (prefix-consistent), and output t sees inputs 0..t only. T > max_len
 raises :class:`~qtransformers.exceptions.ShapeError`. The other half of h (lags max_len..N-1 of
@@ -28,7 +28,11 @@ with the frequency, above 1 at some (it is reported, not forced: :func:`energy_r
 α = 0, F = 1 and h = δ, so both modes are the identity when the rotations are.
 
 Shapes: x (B, T, D, 4) with components (w, x, y, z); α (D,); q_left, q_right (D, 4).
-The channels-first form :func:`spectral_rotate` (u (B, C, G, T), G = 4 or 2) is what modules use.
+The channels-first form (u (B, C, G, T), G = 4 or 2) is what modules use.
+
+This module holds the math and the references (:func:`qrh_ref`, :func:`spectral_rotate_ref`); the
+operators that pick a fast path (Rust, Triton) are one layer up: :func:`qtransformers.kernels.qrh` and
+:func:`qtransformers.kernels.spectral_rotate`.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import torch
 from torch import Tensor
 
 from qtransformers.exceptions import DTypeError, InvalidArgumentError, ShapeError
-from qtransformers.functional.fftconv import causal_fftconv, fft_size
+from qtransformers.functional.fftconv import fft_size
 
 DEFAULT_MAX_LEN = 4096
 """Default longest sequence of the causal operator (its kernel is defined on 2 · max_len bins)."""
@@ -127,7 +131,7 @@ def energy_ratio(inp: Tensor, out: Tensor) -> float:
     return float(out.detach().double().norm() / inp.detach().double().norm())
 
 
-def _rotate(u: Tensor, matrix: Tensor | None) -> Tensor:
+def rotate_channels(u: Tensor, matrix: Tensor | None) -> Tensor:
     """Apply (C, G, G) matrices to u (B, C, G, T) along G."""
     if matrix is None:
         return u
@@ -137,10 +141,10 @@ def _rotate(u: Tensor, matrix: Tensor | None) -> Tensor:
 def spectral_rotate_ref(
     u: Tensor, alpha: Tensor | None, matrix: Tensor | None, causal: bool, max_len: int = DEFAULT_MAX_LEN
 ) -> Tensor:
-    """Reference of :func:`spectral_rotate`: complex torch ops with autograd, rotation in the frequency domain."""
+    """Reference of :func:`qtransformers.kernels.spectral_rotate`: complex torch ops, rotation in the frequency domain."""
     t = u.size(-1)
     if alpha is None:
-        return _rotate(u, matrix)
+        return rotate_channels(u, matrix)
     spec, n = operator_spectrum(alpha.to(u.dtype), t, causal, max_len)
     z = torch.fft.rfft(u, n=n) * spec[None, :, None, :]
     if matrix is not None:
@@ -148,7 +152,8 @@ def spectral_rotate_ref(
     return torch.fft.irfft(z, n=n)[..., :t]
 
 
-def _check_spectral(u: Tensor, alpha: Tensor | None, matrix: Tensor | None) -> None:
+def check_spectral(u: Tensor, alpha: Tensor | None, matrix: Tensor | None) -> None:
+    """Raise unless u is (B, C, G, T) floating point, alpha (C,) and matrix (C, G, G) (either may be None)."""
     if u.dim() != 4:
         raise ShapeError(f"expected u (B, C, G, T), got {tuple(u.shape)}")
     c, g = u.size(1), u.size(2)
@@ -160,46 +165,8 @@ def _check_spectral(u: Tensor, alpha: Tensor | None, matrix: Tensor | None) -> N
         raise DTypeError(f"u must be floating point, got {u.dtype}")
 
 
-def spectral_rotate(
-    u: Tensor,
-    alpha: Tensor | None,
-    matrix: Tensor | None,
-    causal: bool = False,
-    backend: str = "auto",
-    max_len: int = DEFAULT_MAX_LEN,
-) -> Tensor:
-    """Filter each channel of u (B, C, G, T) by F_α along T, then apply matrix (C, G, G) along G.
-
-    ``alpha=None`` skips the filter, ``matrix=None`` the rotation. Causal mode uses the kernel of
-    :func:`causal_kernel` for ``max_len`` (with a filter, T > max_len raises ShapeError) in
-    :func:`causal_fftconv` (``backend`` as there: Rust on CPU, the fused Triton kernel on CUDA), then
-    the rotation along G in the time domain (it commutes with the per-channel filter). Non-causal: on
-    CUDA with Triton the frequency-domain multiply and rotation run as one kernel between cuFFT
-    transforms; elsewhere torch.fft.
-    """
-    _check_spectral(u, alpha, matrix)
-    if alpha is None:
-        return _rotate(u, matrix)
-    from qtransformers.kernels import dispatch
-
-    b, c, g, t = u.shape
-    dtype = u.dtype
-    # half inputs reach the convolution as they are (the Triton kernel reads them) unless a rotation
-    # follows it: then both run in float32, rounded once at the end
-    work = u if dtype in (torch.float32, torch.float64) or (causal and matrix is None) else u.float()
-    if causal:
-        check_length(t, max_len)
-        kernel = causal_kernel(alpha.to(torch.float64 if dtype == torch.float64 else torch.float32), max_len)
-        y = causal_fftconv(work.reshape(b, c * g, t), kernel[:, :t], backend=backend).view(b, c, g, t)
-    elif dispatch.use_triton(u):
-        return dispatch.spectral_rotate_triton(u, alpha, matrix)
-    else:
-        spec = filter_spectrum(alpha.to(work.dtype), t)
-        y = torch.fft.irfft(torch.fft.rfft(work) * spec[None, :, None, :], n=t)
-    return _rotate(y, matrix).to(dtype)
-
-
-def _check_qrh(x: Tensor, alpha: Tensor, q_left: Tensor, q_right: Tensor) -> None:
+def check_qrh(x: Tensor, alpha: Tensor, q_left: Tensor, q_right: Tensor) -> None:
+    """Raise unless x is (B, T, D, 4), alpha (D,) and q_left, q_right (D, 4)."""
     if x.dim() != 4 or x.size(-1) != 4:
         raise ShapeError(f"x must be (B, T, D, 4), got {tuple(x.shape)}")
     d = x.size(2)
@@ -210,23 +177,10 @@ def _check_qrh(x: Tensor, alpha: Tensor, q_left: Tensor, q_right: Tensor) -> Non
         raise ShapeError(f"alpha must be ({d},) for x {tuple(x.shape)}, got {tuple(alpha.shape)}")
 
 
-def qrh(
-    x: Tensor, alpha: Tensor, q_left: Tensor, q_right: Tensor, causal: bool = False, max_len: int = DEFAULT_MAX_LEN
-) -> Tensor:
-    """Ψ_QRH of x (B, T, D, 4) with α (D,) and unit quaternions q_left, q_right (D, 4) -> (B, T, D, 4).
-
-    ``max_len`` (causal only) fixes the grid of the causal kernel; T must not exceed it.
-    """
-    _check_qrh(x, alpha, q_left, q_right)
-    u = x.permute(0, 2, 3, 1)
-    y = spectral_rotate(u, alpha, rotation_matrix(q_left, q_right), causal, max_len=max_len)
-    return y.permute(0, 3, 1, 2)
-
-
 def qrh_ref(
     x: Tensor, alpha: Tensor, q_left: Tensor, q_right: Tensor, causal: bool = False, max_len: int = DEFAULT_MAX_LEN
 ) -> Tensor:
-    """Reference of :func:`qrh` (plain torch, autograd through complex ops)."""
-    _check_qrh(x, alpha, q_left, q_right)
+    """Reference of :func:`qtransformers.kernels.qrh` (plain torch, autograd through complex ops)."""
+    check_qrh(x, alpha, q_left, q_right)
     y = spectral_rotate_ref(x.permute(0, 2, 3, 1), alpha, rotation_matrix(q_left, q_right), causal, max_len)
     return y.permute(0, 3, 1, 2)

@@ -1,7 +1,7 @@
 """Triton kernel: the whole causal FFT convolution of a row in one kernel, FFTs in Monarch form.
 
 For u (B, C, T) and kernels k (K, T) (channel c uses k[c // (C / K)], as in
-:func:`qtransformers.functional.causal_fftconv`), one program per row (b, c) computes
+:func:`qtransformers.kernels.causal_fftconv`), one program per row (b, c) computes
 
     y = first T samples of IFFT_N( FFT_N(u zero-padded to N) · S ),   S = FFT_N(k),
 

@@ -4,7 +4,7 @@ x (B, T, D) -> [absolute phase] -> projection to (v, x1, x2) -> short causal dep
 -> y = x2 ⊙ GELU(h * (x1 ⊙ v) + b ⊙ x1 ⊙ v) -> output projection. The long kernel h (D, T) is
 implicit: a small MLP of sinusoidal features of the lag t, times a per-channel exponential
 decay window (decay rates spread over scales). The long convolution is
-:func:`qtransformers.functional.causal_fftconv` (zero-padded, so causal; Rust on CPU, the fused
+:func:`qtransformers.kernels.causal_fftconv` (zero-padded, so causal; Rust on CPU, the fused
 Triton kernel :mod:`qtransformers.kernels.fftconv_triton` on CUDA).
 Causal only.
 """
@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qtransformers.exceptions import InvalidArgumentError, ShapeError
-from qtransformers.functional.fftconv import causal_fftconv
 from qtransformers.functional.position import absolute_phase
+from qtransformers.kernels import causal_fftconv
 from qtransformers.mixers.registry import register
 
 

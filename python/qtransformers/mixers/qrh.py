@@ -26,7 +26,8 @@ from torch import Tensor, nn
 
 from qtransformers.exceptions import InvalidArgumentError, ShapeError
 from qtransformers.functional.position import absolute_phase
-from qtransformers.functional.qrh import DEFAULT_MAX_LEN, check_length, rotation_matrix, spectral_rotate
+from qtransformers.functional.qrh import DEFAULT_MAX_LEN, check_length, rotation_matrix
+from qtransformers.kernels import spectral_rotate
 from qtransformers.mixers.registry import register
 
 

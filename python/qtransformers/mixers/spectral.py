@@ -10,7 +10,7 @@ gating is per token and causal) -> ⊙ σ(u) -> output projection.
 Phase-aware mixing: each band weight w = r·e^{iφ} is a complex number stored in polar form
 (``log_magnitude``, ``phase``): it scales the band's spectrum by r and rotates its phase by φ
 (the weights :func:`qtransformers.compress.polar_quantize` packs). All kernels are causal and
-the convolutions zero-padded (:func:`qtransformers.functional.causal_fftconv`: Rust on CPU, the
+the convolutions zero-padded (:func:`qtransformers.kernels.causal_fftconv`: Rust on CPU, the
 fused Triton kernel on CUDA, all bands in one launch), so output t never sees t' > t; there is no
 whole-sequence FFT mixing. Causal only.
 """
@@ -23,8 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from qtransformers.exceptions import InvalidArgumentError, ShapeError
-from qtransformers.functional.fftconv import causal_fftconv
 from qtransformers.functional.position import absolute_phase
+from qtransformers.kernels import causal_fftconv
 from qtransformers.mixers.registry import register
 
 
