@@ -3,7 +3,7 @@
 Public names are re-exported here; see the README for the tour.
 """
 
-from qtransformers import quantum  # noqa: F401  (registers the "noisy" and "mps" attention backends)
+from qtransformers import quantum  # noqa: F401  (public subpackage, reachable as qtransformers.quantum)
 from qtransformers._core import __version__
 from qtransformers.attention import QuantumMultiheadAttention, convert_attention
 from qtransformers.exceptions import (

@@ -6,10 +6,16 @@ A backend is a function with SDPA's layout and mask polarity::
         -> (out (B, H, L, Ev), weights (B, H, L, S) or None)
 
 ``config`` is the module's :class:`~qtransformers.attention.config.QuantumConfig`.
+
+The built-in backends register themselves when their modules are imported; the registry imports
+those modules (:data:`BUILTIN_MODULES`) on its first lookup, so there is no import cycle between
+the registry and the backends, and nothing is imported before it is needed.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 from typing import Callable
 
 from qtransformers.exceptions import InvalidArgumentError
@@ -19,6 +25,15 @@ AttentionBackend = Callable[..., tuple]
 
 _BACKENDS: dict[str, AttentionBackend] = {}
 _NON_CAUSAL: set[str] = set()
+
+BUILTIN_MODULES = ("qtransformers.attention.sampled", "qtransformers.quantum.backends")
+"""Modules whose import registers the built-in backends beyond "exact"."""
+
+
+@functools.cache
+def _load_builtins() -> None:
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
 
 
 def register_backend(name: str, *, causal: bool = True):
@@ -37,11 +52,13 @@ def register_backend(name: str, *, causal: bool = True):
 
 def available_backends(*, causal: bool | None = None) -> list[str]:
     """Sorted names of the registered attention backends (only causal-capable ones if ``causal``)."""
+    _load_builtins()
     return sorted(n for n in _BACKENDS if not (causal and n in _NON_CAUSAL))
 
 
 def get_backend(name: str) -> AttentionBackend:
     """The backend registered as ``name``; InvalidArgumentError naming the choices otherwise."""
+    _load_builtins()
     try:
         return _BACKENDS[name]
     except KeyError:
@@ -56,7 +73,3 @@ def _exact(q, k, v, attn_mask, dropout_p, is_causal, *, scale, need_weights, gen
     return exact_attention(
         q, k, v, attn_mask, dropout_p, is_causal, scale=scale, need_weights=need_weights, generator=generator
     )
-
-
-# Importing the module registers the sampled backends and the baselines.
-import qtransformers.attention.sampled  # noqa: E402,F401

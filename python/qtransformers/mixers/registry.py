@@ -1,7 +1,14 @@
-"""Name -> constructor registry shared by models, benches and tests."""
+"""Name -> constructor registry shared by models, benches and tests.
+
+Each mixer module registers its mixers when imported; the registry imports :data:`BUILTIN_MODULES`
+on its first lookup, so the registry imports no mixer module (no import cycle) and a lookup always
+sees every built-in mixer.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,6 +26,17 @@ class _Entry:
 
 _REGISTRY: dict[str, _Entry] = {}
 
+BUILTIN_MODULES = (
+    "qtransformers.mixers.attention",
+    "qtransformers.mixers.fnet",
+    "qtransformers.mixers.hyena",
+    "qtransformers.mixers.phase",
+    "qtransformers.mixers.qrh",
+    "qtransformers.mixers.quantum",
+    "qtransformers.mixers.spectral",
+)
+"""Modules whose import registers the built-in mixers."""
+
 
 def register(name: str, *, causal: bool = True, non_causal: bool = True):
     """Class/function decorator registering a mixer factory ``f(dim, *, causal, **options)``."""
@@ -32,9 +50,10 @@ def register(name: str, *, causal: bool = True, non_causal: bool = True):
     return decorate
 
 
+@functools.cache
 def _ensure_loaded() -> None:
-    # Importing the modules that define mixers fills the registry.
-    import qtransformers.mixers.builtin  # noqa: F401
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
 
 
 def available(*, causal: bool | None = None) -> list[str]:
