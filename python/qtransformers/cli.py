@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     suites = bench.add_subparsers(dest="suite")
     for name, module in SUITES.items():
         suite = importlib.import_module(module)
-        sub = suites.add_parser(name, help=suite.__doc__.splitlines()[0].replace("``", ""))
+        sub = suites.add_parser(name, help=(suite.__doc__ or name).splitlines()[0].replace("``", ""))
         suite.add_arguments(sub)
         sub.set_defaults(_module=module)
     # `qtransformers bench [options]` runs the default suite with its options.

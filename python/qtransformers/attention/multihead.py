@@ -105,8 +105,8 @@ class QuantumMultiheadAttention(nn.Module):
             self.register_parameter("in_proj_bias", None)
         self.out_proj = nn.modules.linear.NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias, **factory)
         if add_bias_kv:
-            self.bias_k = Parameter(torch.empty((1, 1, embed_dim), **factory))
-            self.bias_v = Parameter(torch.empty((1, 1, embed_dim), **factory))
+            self.bias_k: Parameter | None = Parameter(torch.empty((1, 1, embed_dim), **factory))
+            self.bias_v: Parameter | None = Parameter(torch.empty((1, 1, embed_dim), **factory))
         else:
             self.bias_k = self.bias_v = None
         self.add_zero_attn = add_zero_attn
@@ -252,8 +252,8 @@ class QuantumMultiheadAttention(nn.Module):
         for name, p in out_params:
             if p is not None and p.dtype != query.dtype:
                 raise DTypeError(f"{name} has dtype {p.dtype} but query has {query.dtype}; they must match")
-        for name, p in (("bias_k", self.bias_k), ("bias_v", self.bias_v)):
-            if p is not None and torch.promote_types(p.dtype, query.dtype) != query.dtype:
+        for name, bias in (("bias_k", self.bias_k), ("bias_v", self.bias_v)):
+            if bias is not None and torch.promote_types(bias.dtype, query.dtype) != query.dtype:
                 raise DTypeError(f"{name} has dtype {p.dtype}, wider than the query's {query.dtype}")
         # torch turns boolean masks into the query's dtype, then adds the masks together.
         masks = [m for m in (attn_mask, key_padding_mask) if m is not None]
@@ -269,7 +269,8 @@ class QuantumMultiheadAttention(nn.Module):
         """Input projections of batch-first (N, L, *) tensors, computed as nn.MultiheadAttention does."""
         if self._qkv_same_embed_dim:
             if query is key and key is value:
-                return _linear(query, self.in_proj_weight, self.in_proj_bias, "query").chunk(3, dim=-1)
+                q, k, v = _linear(query, self.in_proj_weight, self.in_proj_bias, "query").chunk(3, dim=-1)
+                return q, k, v
             w_q, w_k, w_v = self.in_proj_weight.chunk(3)
         else:
             w_q, w_k, w_v = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
@@ -403,7 +404,8 @@ class QuantumMultiheadAttention(nn.Module):
             v = k if same_kv else v.unsqueeze(0)
             out, weight = self.forward(q, k, v, need_weights=need_weights, average_attn_weights=average_attn_weights)
             outs.append(out[0])
-            weights.append(weight)
+            if weight is not None:
+                weights.append(weight)
         out = torch.nested.as_nested_tensor(outs, layout=query.layout)
         if not need_weights:
             return out, None

@@ -98,8 +98,8 @@ def capture_qkv(model: TinyByteTransformer, data_path: str | Path, *, length: in
         x = args[0]
         q, k, v = F.linear(x, module.in_proj_weight, module.in_proj_bias).chunk(3, dim=-1)
         heads = module.num_heads
-        split = [t.view(batch, length, heads, -1).transpose(1, 2) for t in (q, k, v)]
-        captured.append(tuple(split))
+        q, k, v = (t.view(batch, length, heads, -1).transpose(1, 2) for t in (q, k, v))
+        captured.append((q, k, v))
 
     handles = [layer.self_attn.register_forward_pre_hook(hook) for layer in model.layers]
     try:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from qtransformers.compress.lowrank import low_rank
+from qtransformers.compress.lowrank import LowRankTensor, low_rank
 from qtransformers.compress.polar import polar_quantize
-from qtransformers.compress.prune import magnitude_prune
-from qtransformers.compress.quantize import quantize_weight
+from qtransformers.compress.prune import PrunedTensor, magnitude_prune
+from qtransformers.compress.quantize import QuantizedTensor, quantize_weight
 from qtransformers.exceptions import InvalidArgumentError
 
 METHODS = ("int8", "int4", "prune", "lowrank", "polar")
@@ -40,6 +40,7 @@ def _compress_linears(model: nn.Module, method: str, options: dict) -> dict[str,
         if not isinstance(module, nn.Linear):
             continue
         w = module.weight
+        rep: QuantizedTensor | PrunedTensor | LowRankTensor
         if method in ("int8", "int4"):
             group = options.get("group", 4) if w.size(0) % options.get("group", 4) == 0 else 1
             rep = quantize_weight(w, 8 if method == "int8" else 4, group=group)

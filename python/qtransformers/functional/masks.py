@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import overload
+
 import torch
 from torch import Tensor
 
@@ -18,6 +20,10 @@ def check_mask_dtype(mask: Tensor | None, name: str) -> None:
         raise DTypeError(f"{name} must be a bool or floating-point tensor, got dtype {mask.dtype}")
 
 
+@overload
+def mha_mask_to_additive(mask: Tensor, dtype: torch.dtype) -> Tensor: ...
+@overload
+def mha_mask_to_additive(mask: None, dtype: torch.dtype) -> None: ...
 def mha_mask_to_additive(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
     """nn.MultiheadAttention-polarity mask -> float additive mask (-inf where masked out)."""
     if mask is None or torch.is_floating_point(mask):
@@ -25,6 +31,10 @@ def mha_mask_to_additive(mask: Tensor | None, dtype: torch.dtype) -> Tensor | No
     return torch.zeros_like(mask, dtype=dtype).masked_fill_(mask, float("-inf"))
 
 
+@overload
+def sdpa_mask_to_additive(mask: Tensor, dtype: torch.dtype) -> Tensor: ...
+@overload
+def sdpa_mask_to_additive(mask: None, dtype: torch.dtype) -> None: ...
 def sdpa_mask_to_additive(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
     """SDPA-polarity mask (bool True = takes part, or float) -> float additive mask."""
     if mask is None or torch.is_floating_point(mask):

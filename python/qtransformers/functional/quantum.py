@@ -139,7 +139,7 @@ def quantum_attention(
         out, weights = exact_attention(
             q, k, v, attn_mask, dropout_p, is_causal, scale=scale, need_weights=need_weights, generator=generator
         )
-        return (out, weights) if need_weights else out
+        return (out, weights) if weights is not None else out
     structure = mask_structure(attn_mask, is_causal)
     # Designs that let a row's output depend on the head's other rows refuse masks.
     if structure != "none" and (adaptive or (control_variate and cv_kind == "favor")):
@@ -171,7 +171,7 @@ def quantum_attention(
         block = cv_block or default_block(source, num_samples)
     order = None
     if backend != "naive" and key_order == "value":
-        visible_v = v.detach() if structure == "none" else v.detach() * _visible_keys(attn_mask).unsqueeze(-1)
+        visible_v = v.detach() if attn_mask is None else v.detach() * _visible_keys(attn_mask).unsqueeze(-1)
         visible_v = visible_v.expand(b, h, source, v.size(-1))
         order = (value_order(visible_v) if block == 1 else block_value_order(visible_v, block)).reshape(b * h, source)
     streams = row_streams(b * h, length, probs.device)
@@ -279,7 +279,10 @@ def _draw(rows, order, length, backend, m, adaptive, top_k, generator, sampler, 
 
     # The hybrid pilot hunts candidates (i.i.d. draws); the adaptive pilot is a first, smaller
     # run of the backend's own design whose estimate also enters the output with weight pilot/m.
-    pilot_idx = draw(full(pilot), "multinomial" if backend == "hybrid" else method) if pilot else None
+    if not pilot:
+        shots = full(m)
+        return _design_weights(rows, draw(shots, method), shots, method)
+    pilot_idx = draw(full(pilot), "multinomial" if backend == "hybrid" else method)
     shots = adaptive_shots(rows, pilot_idx, length, m - pilot, sampler=sampler) if adaptive else full(m - pilot)
     idx, weights = _design_weights(rows, draw(shots, method), shots, method)
     parts_idx, parts_w = [idx], [weights]
@@ -288,7 +291,7 @@ def _draw(rows, order, length, backend, m, adaptive, top_k, generator, sampler, 
         parts_w[0] = weights * (1.0 - pilot / m)
         parts_idx.append(p_idx)
         parts_w.append(p_w * (pilot / m))
-    if backend == "hybrid" and pilot and (top_k is None or top_k > 0):
+    if backend == "hybrid" and (top_k is None or top_k > 0):
         cand, cand_w, in_cand = _candidates(rows, pilot_idx, pilot if top_k is None else min(top_k, pilot), idx)
         parts_w[0] = parts_w[0] * ~in_cand
         parts_idx.append(cand)

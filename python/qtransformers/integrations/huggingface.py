@@ -51,7 +51,7 @@ def make_attention_function(*, seed: int | None = None, **quantum_options: Any):
         causal = bool(query.size(2) > 1 and attention_mask is None and causal)
         gen = generator
         if gen is not None and gen.device != query.device:
-            gen = torch.Generator(device=query.device).manual_seed(int(generator.initial_seed()))
+            gen = torch.Generator(device=query.device).manual_seed(int(gen.initial_seed()))
         out = quantum_attention(
             query,
             key,
@@ -63,6 +63,7 @@ def make_attention_function(*, seed: int | None = None, **quantum_options: Any):
             dropout_p=dropout if module.training else 0.0,
             **quantum_options,
         )
+        assert isinstance(out, torch.Tensor)  # need_weights=False: the output alone
         return out.transpose(1, 2).contiguous(), None
 
     return attention

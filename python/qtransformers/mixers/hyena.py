@@ -26,17 +26,20 @@ from qtransformers.mixers.registry import register
 class ImplicitFilter(nn.Module):
     """Long kernel (D, T) from an MLP on sinusoidal lag features times an exponential decay window."""
 
+    freqs: Tensor
+    decay: Tensor
+
     def __init__(self, dim: int, *, features: int = 8, hidden: int = 64, max_decay: float = 0.3) -> None:
         super().__init__()
         self.register_buffer("freqs", torch.logspace(-4, 0, features) * math.pi, persistent=False)
         self.register_buffer("decay", torch.logspace(-4, math.log10(max_decay), dim), persistent=False)
         self.mlp = nn.Sequential(nn.Linear(2 * features, hidden), nn.SiLU(), nn.Linear(hidden, dim))
 
-    def forward(self, t: int, *, device, dtype) -> Tensor:
+    def forward(self, t: int, *, device: torch.device, dtype: torch.dtype) -> Tensor:
         """Kernel taps for lags 0..t-1: (D, t)."""
         lag = torch.arange(t, device=device, dtype=torch.float32)
         arg = lag[:, None] * self.freqs[None, :]
-        features = torch.cat((arg.sin(), arg.cos()), dim=-1).to(self.mlp[0].weight.dtype)
+        features = torch.cat((arg.sin(), arg.cos()), dim=-1).to(next(self.mlp.parameters()).dtype)
         taps = self.mlp(features).t()
         return (taps * torch.exp(-self.decay[:, None] * lag[None, :])).to(dtype)
 

@@ -91,6 +91,8 @@ class ConceptLayer(nn.Module):
 class PhaseMixer(nn.Module):
     """QLLM phase-interference mixer; (B, T, D) -> (B, T, D); ``dim`` divisible by ``num_heads``."""
 
+    freq: Tensor
+
     def __init__(
         self,
         dim: int,
@@ -158,5 +160,5 @@ def _polar_features(amplitude: Tensor, phase: Tensor) -> Tensor:
 
 @register_incremental(PhaseMixer)
 def _phase_incremental(mixer: PhaseMixer, x: Tensor, cache: dict) -> Tensor:
-    offset = cache.get("k").size(2) if "k" in cache else 0
+    offset = cache["k"].size(2) if "k" in cache else 0
     return mixer._mix(x, offset=offset, cache=cache)

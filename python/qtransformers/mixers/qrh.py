@@ -99,6 +99,7 @@ class QRHLayer(nn.Module):
             self.theta = nn.Parameter(torch.zeros(self.channels))
         self.fractal_init = fractal_init and spectral_filter
         if self.fractal_init:
+            self.fractal_done: Tensor
             self.register_buffer("fractal_done", torch.tensor(False))
 
     def rotation(self) -> Tensor | None:
@@ -114,6 +115,7 @@ class QRHLayer(nn.Module):
 
     @torch.no_grad()
     def _init_alpha_from(self, h: Tensor) -> None:
+        assert self.alpha is not None, "fractal_init is only set with a spectral filter"
         channels = h.reshape(h.size(0), h.size(1), self.channels, self.group).square().sum(-1).sqrt()
         self.alpha.copy_(self.alpha * fractal_dimension(channels.float()).to(self.alpha))
         self.fractal_done.fill_(True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -43,7 +45,7 @@ class QuantumAttentionMixer(nn.Module):
         if causal and adaptive:
             raise InvalidArgumentError("the causal quantum mixer does not support adaptive=True (it couples rows)")
         self.dim, self.num_heads, self.causal = dim, num_heads, causal
-        self.options = dict(
+        self.options: dict[str, Any] = dict(
             backend=backend,
             num_samples=num_samples,
             control_variate=control_variate,
@@ -64,4 +66,5 @@ class QuantumAttentionMixer(nn.Module):
         b, t, _ = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         y = quantum_attention(q, k, v, is_causal=self.causal, generator=self.generator, **self.options)
+        assert isinstance(y, Tensor)  # need_weights=False: the output alone
         return self.out(y.transpose(1, 2).reshape(b, t, self.dim))

@@ -32,6 +32,8 @@ from qtransformers.mixers.registry import register
 class SpectralMixer(nn.Module):
     """Causal multi-band spectral mixer with GLU frequency gating on x (B, T, D) -> (B, T, D)."""
 
+    tau: Tensor
+
     def __init__(
         self,
         dim: int,

@@ -101,6 +101,7 @@ class QuantumAttentionSimulator:
         chunk = max(1, self.max_chunk_bytes // (16 * dim * dim))
         # Without noise diag(|psi><psi|) is p itself: no density matrix is needed.
         for start in range(0, flat.size(0) if self.channel is not None else 0, chunk):
+            assert self.channel is not None  # the range is empty without a channel
             psi = torch.zeros(min(chunk, flat.size(0) - start), dim, dtype=torch.float64)
             psi[:, :size] = flat[start : start + chunk].clamp(min=0).sqrt()
             rho = self.channel.apply_each((psi[:, :, None] * psi[:, None, :]).to(torch.complex128))

@@ -59,8 +59,7 @@ class ByteDataset:
                 f"the {split} split has {len(data)} bytes; a window of seq_len + 1 = {seq_len + 1} does not fit"
             )
         starts = torch.randint(0, len(data) - seq_len, (batch_size,), generator=generator).tolist()
-        windows = np.stack([np.asarray(data[s : s + seq_len + 1]) for s in starts]).astype(np.int64)
-        windows = torch.from_numpy(windows)
+        windows = torch.from_numpy(np.stack([np.asarray(data[s : s + seq_len + 1]) for s in starts]).astype(np.int64))
         return windows[:, :-1], windows[:, 1:]
 
 
