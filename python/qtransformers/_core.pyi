@@ -5,6 +5,25 @@ import numpy.typing as npt
 
 __version__: str
 
+__all__ = [
+    "__version__",
+    "allocate_shots",
+    "amplitude_damping_kraus",
+    "apply_channel",
+    "causal_fftconv",
+    "causal_fftconv_backward",
+    "depolarizing_kraus",
+    "keyed_uniforms",
+    "mps_compress",
+    "mps_inner",
+    "mps_to_dense",
+    "phase_damping_kraus",
+    "sample_rows",
+    "sample_rows_ordered",
+    "thermal_relaxation_kraus",
+    "tt_svd",
+]
+
 def sample_rows(
     weights: npt.NDArray[np.float32] | npt.NDArray[np.float64],
     shots: int,
