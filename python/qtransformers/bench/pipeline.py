@@ -65,7 +65,7 @@ class Entry:
 PIPELINE: tuple[Entry, ...] = (
     Entry("speed", "bench speed --lengths 16 --dim 16 --heads 2 --repeats 1 --only attention,qrh", "bench --quick", "bench --quick"),
     Entry("quantum", "bench quantum --quick --repeats 1 --levels 0,0.1 --shots 64,inf --bonds 1,full", "bench quantum --repeats 3", "bench quantum --repeats 9"),
-    Entry("attention-error-4096", None, "bench attention-error --data {data} --lengths 1024 --budgets 8,32 --seeds 1 --train-seconds 60 --capture {cache}/capture-cpu.safetensors", "bench attention-error --data {data} --lengths 4096 --budgets 8,32,128 --seeds 1 --capture {cache}/capture.safetensors", needs_data=True),
+    Entry("attention-error-4096", "bench attention-error --regimes gaussian --lengths 64 --budgets 4 --seeds 1 --impls naive,stratified", "bench attention-error --data {data} --lengths 1024 --budgets 8,32 --seeds 1 --train-seconds 60 --capture {cache}/capture-cpu.safetensors", "bench attention-error --data {data} --lengths 4096 --budgets 8,32,128 --seeds 1 --capture {cache}/capture.safetensors", needs_data=True),
     Entry("attention-error", "bench attention-error --regimes gaussian --lengths 32 --budgets 4 --seeds 1 --impls naive,stratified+cv,performer", "bench attention-error --data {data} --lengths 256 --budgets 8,32 --seeds 1 --train-seconds 60 --capture {cache}/capture-cpu.safetensors", "bench attention-error --data {data} --lengths 256,1024 --seeds 2 --capture {cache}/capture.safetensors", needs_data=True),
     Entry("baselines-tau1", "bench attention-error --regimes gaussian --lengths 32 --budgets 4 --seeds 1 --impls performer,nystrom,linformer", f"bench attention-error --regimes gaussian --lengths 1024 --budgets 64,256 --seeds 3 --q-scale 1 --impls {PEERS}", f"bench attention-error --regimes gaussian --lengths 1024 --budgets 64,256 --seeds 3 --q-scale 1 --impls {PEERS}"),
     Entry("baselines-tau2", "bench attention-error --regimes gaussian --lengths 32 --budgets 4 --seeds 1 --q-scale 2 --impls performer,nystrom,linformer", f"bench attention-error --regimes gaussian --lengths 1024 --budgets 64,256 --seeds 3 --q-scale 2 --impls {PEERS}", f"bench attention-error --regimes gaussian --lengths 1024 --budgets 64,256 --seeds 3 --q-scale 2 --impls {PEERS}"),
@@ -210,7 +210,10 @@ def run_entry(entry: Entry, preset: str, out: Path, data: str, pipeline_command:
     }
     for pattern in entry.drop:
         for path in partial.glob(pattern):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
     stdout = proc.stdout.replace(str(partial), str(out / entry.name))
     (partial / "machine.json").write_text(json.dumps(record, indent=2) + "\n")
     (partial / "results.md").write_text(results_markdown(entry.name, record, stdout, partial))
