@@ -13,6 +13,8 @@ from qtransformers.bench import pipeline
 from qtransformers.cli import build_parser, main
 from qtransformers.exceptions import BenchmarkFailedError, InvalidArgumentError
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 @pytest.fixture
 def text_file(tmp_path) -> Path:
@@ -30,6 +32,9 @@ def test_every_entry_parses_in_every_preset(preset, tmp_path):
         if entry.arguments(preset) is None:
             continue
         argv = pipeline.command(entry, preset, tmp_path, "data.txt")
+        if entry.script:
+            assert (ROOT / argv[0]).is_file(), f"{entry.name}: no script {argv[0]}"
+            continue
         args = parser.parse_args(argv)
         assert Path(args.out) == tmp_path / entry.name
         assert "{" not in " ".join(argv), f"unfilled placeholder in {argv}"
@@ -44,9 +49,11 @@ def test_list_prints_commands_and_runs_nothing(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
-def test_run_writes_the_folder_layout(tmp_path, text_file):
+def test_run_writes_the_folder_layout(tmp_path, text_file, monkeypatch):
+    monkeypatch.chdir(ROOT)  # scripts are named relative to the repository root
     out = tmp_path / "results"
-    argv = ["bench", "all", "--preset", "test", "--only", "speed", "--out", str(out), "--data", str(text_file)]
+    only = "speed,qrh-energy"
+    argv = ["bench", "all", "--preset", "test", "--only", only, "--out", str(out), "--data", str(text_file)]
     assert main([*argv, "--no-progress"]) == 0
     folder = out / "speed"
     assert sorted(p.name for p in folder.iterdir()) == ["machine.json", "results.csv", "results.md", "time.png"]
@@ -58,6 +65,10 @@ def test_run_writes_the_folder_layout(tmp_path, text_file):
     assert record["command"] in md and record["machine"]["cpu"] in md
     assert "| impl | mode | N | median_ms |" in md and "![time](time.png)" in md
     assert ".partial" not in md and not (out / "speed.partial").exists()
+    script = out / "qrh-energy"
+    assert sorted(p.name for p in script.iterdir()) == ["machine.json", "results.md"]
+    md = (script / "results.md").read_text()
+    assert "python examples/qrh_energy.py" in md and "alpha=1.0: non-causal" in md
 
 
 def test_entries_needing_data_are_skipped_without_it(tmp_path, capsys):
@@ -86,12 +97,15 @@ def test_unknown_entry_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_whole_test_preset_runs(tmp_path, text_file):
+def test_the_whole_test_preset_runs(tmp_path, text_file, monkeypatch):
+    monkeypatch.chdir(ROOT)
     out = tmp_path / "results"
     assert main(["bench", "all", "--preset", "test", "--out", str(out), "--data", str(text_file), "--no-progress"]) == 0
     expected = {e.name for e in pipeline.PIPELINE if e.test is not None}
     assert {p.name for p in out.iterdir() if p.name != ".cache"} == expected
     for name in expected:
         assert (out / name / "results.md").is_file() and (out / name / "machine.json").is_file()
-        assert list((out / name).glob("*.csv")) and list((out / name).glob("*.png"))
+    for entry in pipeline.PIPELINE:
+        if entry.test is not None and not entry.script:
+            assert list((out / entry.name).glob("*.csv")) and list((out / entry.name).glob("*.png"))
     assert not list((out / "ablation").glob("*/ckpt-*")), "checkpoints are dropped"

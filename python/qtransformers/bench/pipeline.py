@@ -43,7 +43,8 @@ class Entry:
     """One results folder: ``qtransformers`` arguments per preset (None: not run in that preset).
 
     ``{data}`` stands for the text file (``--data``), ``{cache}`` for ``OUT/.cache``; ``--out`` and
-    ``--no-progress`` are appended. ``env`` is set for the run and recorded in its command; ``drop``
+    ``--no-progress`` are appended. With ``script=True`` the arguments are a Python script (path
+    relative to the repository root) and its options, run as ``python SCRIPT ...`` inside the folder. ``env`` is set for the run and recorded in its command; ``drop``
     lists glob patterns (relative to the folder) removed before it is kept, e.g. checkpoints.
     """
 
@@ -54,6 +55,7 @@ class Entry:
     needs_data: bool = False
     env: dict[str, str] = field(default_factory=dict)
     drop: tuple[str, ...] = ()
+    script: bool = False
 
     def arguments(self, preset: str) -> str | None:
         """The argument string of ``preset`` (placeholders not filled), or None."""
@@ -72,6 +74,8 @@ PIPELINE: tuple[Entry, ...] = (
     Entry("long-context-goal", f"{GOAL} --lengths 16,32 --dim 16 --heads 2 --repeats 1", f"{GOAL} --lengths 1024,2048,4096 --repeats 3", f"{GOAL} --lengths 1024,2048,4096,8192,16384 --repeats 3"),
     Entry("long-context", "bench long-context --lengths 16,32 --dim 16 --heads 2 --repeats 1 --only attention,hyena,spectral", "bench long-context --lengths 256,512,1024 --repeats 2 --max-seconds 10", "bench long-context --repeats 3"),
     Entry("long-context-ab", "bench long-context --only qrh,qrh-torchfft --lengths 16,32 --dim 16 --heads 2 --repeats 1", "bench long-context --only qrh,qrh-torchfft --lengths 2048,4096 --repeats 3", "bench long-context --only qrh,qrh-torchfft --lengths 2048,4096,8192,16384 --repeats 5"),
+    Entry("qrh-energy", "examples/qrh_energy.py", "examples/qrh_energy.py", "examples/qrh_energy.py", script=True),
+    Entry("compression", "examples/compress_layers.py", "examples/compress_layers.py", "examples/compress_layers.py", script=True),
     Entry("long-context-16k", None, None, "bench long-context --only attention,qrh --lengths 16384 --repeats 3"),
     Entry("ablation", f"ablate --data {{data}} --steps 2 {TINY_LM} --only transformer-sdpa,qrh-full", f"ablate --data {{data}} --steps 200 {ABLATION} --long-context 256", f"ablate --data {{data}} --steps 1000 {ABLATION} --long-context 1024", needs_data=True, env={"OMP_NUM_THREADS": "1"}, drop=("*/ckpt-*", "*/latest")),
 )
@@ -81,7 +85,10 @@ PIPELINE: tuple[Entry, ...] = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``qtransformers bench all``."""
     parser.add_argument(
-        "--preset", default="cpu", choices=PRESETS, help="test, cpu (default; < 1 h on 2 cores) or full"
+        "--preset",
+        default="cpu",
+        choices=PRESETS,
+        help="test (toy sizes), cpu (default; smaller sizes for a 2-core CPU) or full (the settings the docs quote)",
     )
     parser.add_argument("--out", default="docs/results", help="results root (default docs/results)")
     parser.add_argument(
@@ -98,14 +105,16 @@ def command(entry: Entry, preset: str, out: Path, data: str, folder: Path | None
     text = entry.arguments(preset)
     if text is None:
         raise InvalidArgumentError(f"{entry.name!r} does not run in preset {preset!r}")
-    filled = text.format(data=data, cache=out / ".cache")
-    return [*shlex.split(filled), "--out", str(folder or out / entry.name), "--no-progress"]
+    filled = shlex.split(text.format(data=data, cache=out / ".cache"))
+    if entry.script:
+        return filled
+    return [*filled, "--out", str(folder or out / entry.name), "--no-progress"]
 
 
 def shell_line(entry: Entry, argv: list[str]) -> str:
     """``argv`` as the shell line a user would type (environment first)."""
     env = [f"{k}={v}" for k, v in entry.env.items()]
-    return shlex.join(env + ["qtransformers", *argv])
+    return shlex.join(env + ["python" if entry.script else "qtransformers", *argv])
 
 
 def cpu_model() -> str:
@@ -183,11 +192,14 @@ def run_entry(entry: Entry, preset: str, out: Path, data: str, pipeline_command:
     started = datetime.datetime.now(datetime.timezone.utc)
     load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
+    if entry.script:
+        partial.mkdir(parents=True)
+        script, *options = argv
+        run_argv = [sys.executable, str(Path(script).resolve()), *options]
+    else:
+        run_argv = [sys.executable, "-m", "qtransformers", *command(entry, preset, out, data, partial)]
     proc = subprocess.run(
-        [sys.executable, "-m", "qtransformers", *command(entry, preset, out, data, partial)],
-        env={**os.environ, **entry.env},
-        capture_output=True,
-        text=True,
+        run_argv, cwd=partial if entry.script else None, env={**os.environ, **entry.env}, capture_output=True, text=True
     )
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
