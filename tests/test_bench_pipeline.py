@@ -78,6 +78,13 @@ def test_entries_needing_data_are_skipped_without_it(tmp_path, capsys):
     assert not (tmp_path / "ablation").exists()
 
 
+def test_scripts_are_skipped_outside_the_repository_root(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "all", "--preset", "test", "--only", "qrh-energy", "--out", "results", "--no-progress"]) == 0
+    assert "skipped: script not found" in capsys.readouterr().out
+    assert not (tmp_path / "results" / "qrh-energy").exists()
+
+
 def test_a_failing_entry_raises_and_keeps_the_previous_folder(tmp_path, monkeypatch):
     broken = dataclasses.replace(pipeline.PIPELINE[0], name="broken", test="bench speed --lengths 0")
     monkeypatch.setattr(pipeline, "PIPELINE", (broken,))

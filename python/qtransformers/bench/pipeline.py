@@ -151,7 +151,7 @@ def machine_info() -> dict:
 def results_markdown(name: str, record: dict, stdout: str, folder: Path) -> str:
     """``results.md`` of one run: command, machine, printed output, each CSV as a table, each PNG."""
     m = record["machine"]
-    gpu = m["gpu"] or "no GPU"
+    gpu = f"GPU present: {m['gpu']} (a command runs on CPU unless it says --device cuda)" if m["gpu"] else "no GPU"
     lines = [
         f"# {name}",
         "",
@@ -262,6 +262,10 @@ def run(args: argparse.Namespace) -> list[dict]:
     for entry in tqdm(entries, desc="bench all", disable=not args.progress):
         if entry.needs_data and not Path(args.data).is_file():
             summary.append({"name": entry.name, "status": f"skipped: no data file at {args.data}", "seconds": 0.0})
+            continue
+        if entry.script and not Path(command(entry, args.preset, out, args.data)[0]).is_file():
+            status = "skipped: script not found (run from the repository root)"
+            summary.append({"name": entry.name, "status": status, "seconds": 0.0})
             continue
         summary.append(run_entry(entry, args.preset, out, args.data, pipeline_command))
     print(format_table(summary, ["name", "status", "seconds"]))
