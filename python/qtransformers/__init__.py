@@ -1,6 +1,6 @@
 """qtransformers: quantum-inspired and spectral sequence mixers for PyTorch.
 
-Public names are re-exported here; see the README for the tour.
+Public names are re-exported here; see docs/getting-started.md for the tour.
 """
 
 from qtransformers import quantum  # noqa: F401  (public subpackage, reachable as qtransformers.quantum)

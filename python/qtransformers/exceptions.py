@@ -28,10 +28,15 @@ class BackendUnavailableError(QTransformersError, RuntimeError):
     """A requested backend (Triton, CUDA, the Rust extension) is not available here."""
 
 
+class BenchmarkFailedError(QTransformersError, RuntimeError):
+    """A benchmark run by the results pipeline exited with an error; the message names it and its command."""
+
+
 __all__ = [
     "QTransformersError",
     "ShapeError",
     "InvalidArgumentError",
     "DTypeError",
     "BackendUnavailableError",
+    "BenchmarkFailedError",
 ]

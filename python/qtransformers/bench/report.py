@@ -10,17 +10,18 @@ from pathlib import Path
 import numpy as np
 
 
+def _cell(v) -> str:
+    """A table cell: floats to 4 significant digits (NaN as "-"), everything else as ``str``."""
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}"
+    return str(v)
+
+
 def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     """Fixed-width text table of ``rows`` (dicts) over ``columns``."""
-
-    def cell(v) -> str:
-        if isinstance(v, float):
-            if math.isnan(v):
-                return "-"
-            return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}"
-        return str(v)
-
-    body = [[cell(r.get(c, "")) for c in columns] for r in rows]
+    body = [[_cell(r.get(c, "")) for c in columns] for r in rows]
     widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines.append("  ".join("-" * w for w in widths))
@@ -29,11 +30,13 @@ def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
 
 
 def format_markdown(rows: Sequence[dict], columns: Sequence[str]) -> str:
-    """The same table as GitHub Markdown (for pasting into the README)."""
-    text = format_table(rows, columns).splitlines()
-    cells = [line.split() for line in text[:1] + text[2:]]
-    out = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(columns)]
-    out += ["| " + " | ".join(c) + " |" for c in cells[1:]]
+    """The same table as GitHub Markdown (cells may hold spaces; ``|`` is escaped)."""
+
+    def line(cells) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    out = [line(columns), "|" + "---|" * len(columns)]
+    out += [line([_cell(r.get(c, "")) for c in columns]) for r in rows]
     return "\n".join(out)
 
 
@@ -44,6 +47,23 @@ def write_csv(rows: Iterable[dict], columns: Sequence[str], path: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def read_csv(path: Path) -> tuple[list[dict], list[str]]:
+    """(rows, columns) of a CSV file with a header; cells that parse as int or float become numbers."""
+
+    def number(text: str):
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text
+
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = [{k: number(v) for k, v in row.items()} for row in reader]
+        return rows, list(reader.fieldnames or [])
 
 
 def plot_lines(
