@@ -61,6 +61,7 @@ uses Ô_cv and the gradient is the plain estimator's.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -74,10 +75,11 @@ from qtransformers.functional.approximate import (
 )
 from qtransformers.functional.attention import exact_attention, safe_softmax, scaled_scores
 from qtransformers.functional.block_cv import block_control_variate, default_block
+from qtransformers.functional.quantum_lsh import check_lsh_options, lsh_quantum_attention
 from qtransformers.functional.sampling import allocate_shots, draw_rows, row_uniforms, seed_from
 from qtransformers.functional.shots import gather_rows, horvitz_thompson, leave_one_row_out_beta
 
-BACKENDS = ("exact", "naive", "stratified", "hybrid")
+BACKENDS = ("exact", "naive", "stratified", "hybrid", "lsh")
 
 
 def quantum_attention(
@@ -101,6 +103,7 @@ def quantum_attention(
     key_order: str = "auto",
     cv_kind: str = "block",
     cv_block: int | None = None,
+    **lsh_options: Any,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Attention estimated from ``num_samples`` shots per query row; (B,H,L,Ev) [, weights (B,H,L,S)].
 
@@ -112,11 +115,15 @@ def quantum_attention(
     row-dependent mask, position order with one), "value" or "position". ``dropout_p`` drops
     each shot's weight with that probability and rescales the rest by 1/(1 - p), before any
     control variate reads them. With ``need_weights`` the second output is the estimator's
-    sparse weight matrix (an unbiased estimate of the attention probabilities).
+    sparse weight matrix (an unbiased estimate of the attention probabilities). ``backend="lsh"``
+    runs :func:`qtransformers.functional.lsh_attention` with ``budget=num_samples`` and
+    ``lsh_options`` (epsilon, delta, bits, tables, sinks, window); see
+    :mod:`qtransformers.functional.quantum_lsh` for what it refuses.
     """
     check_qkv(q, k, v)
     if backend not in BACKENDS:
         raise InvalidArgumentError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_lsh_options(backend, lsh_options)
     if not isinstance(num_samples, int) or num_samples < 1:
         raise InvalidArgumentError(f"num_samples must be a positive int, got {num_samples!r}")
     if top_k is not None and top_k < 0:
@@ -135,6 +142,31 @@ def quantum_attention(
         raise InvalidArgumentError(f"sampler must be 'auto', 'torch' or 'rust', got {sampler!r}")
     if not 0.0 <= dropout_p <= 1.0:
         raise InvalidArgumentError(f"dropout_p must be in [0, 1], got {dropout_p}")
+    if backend == "lsh":
+        refused = {
+            "control_variate": control_variate,
+            "adaptive": adaptive,
+            "top_k": top_k is not None,
+            "need_weights": need_weights,
+            "dropout_p": dropout_p > 0.0,
+            "cv_features": cv_features is not None,
+            "cv_kind": cv_kind != "block",
+            "cv_block": cv_block is not None,
+            "key_order='value'": key_order == "value",
+            "sampler='torch'": sampler == "torch",
+        }
+        return lsh_quantum_attention(
+            q,
+            k,
+            v,
+            attn_mask,
+            is_causal,
+            num_samples=num_samples,
+            scale=scale,
+            generator=generator,
+            refused=refused,
+            **lsh_options,
+        )
     if backend == "exact":
         out, weights = exact_attention(
             q, k, v, attn_mask, dropout_p, is_causal, scale=scale, need_weights=need_weights, generator=generator
