@@ -54,7 +54,9 @@ def test_bytelm_sampled_cache_with_a_small_budget_scores_fewer_keys_than_it_hold
         logits, _ = model.forward_cached(prompt[:, -1:], cache)
     assert torch.isfinite(logits).all()
     for stats in cache_stats(cache):
-        assert stats["keys_scored"] < 101, stats
+        assert stats["keys_scored"].shape == (1, 8, 1)  # (B, H, Lq): one decode row per head
+        assert int(stats["cache_length"]) == 101
+        assert (stats["keys_scored"] < 101).all(), stats
 
 
 def test_sampled_cache_needs_the_attention_mixer_and_a_cache():
@@ -126,8 +128,8 @@ def test_hf_generate_with_a_small_budget_scores_fewer_keys_than_the_cache_holds(
     assert tokens.shape == (1, 128)
     for history in cache.history:
         for step, stats in enumerate(history[1:], start=1):
-            length = 120 + step
-            assert stats["keys_scored"] < length, (step, stats)
+            assert int(stats["cache_length"]) == 120 + step
+            assert (stats["keys_scored"] < 120 + step).all(), (step, stats)
 
 
 def test_hf_sampled_cache_refuses_another_attention_and_beam_search():
