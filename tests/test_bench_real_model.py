@@ -52,6 +52,7 @@ def test_small_run_exact_backend_agrees_and_sampled_backend_is_close(tmp_path, s
         min_tokens=32,
         max_tokens=64,
         out=str(tmp_path),
+        workers=1,
         progress=False,
     )
     results = {r["backend"]: r for r in real_model.run(args)}
@@ -77,6 +78,7 @@ def test_unknown_backend_and_too_few_paragraphs_raise(tmp_path, shakespeare_path
         min_tokens=32,
         max_tokens=64,
         out=str(tmp_path),
+        workers=1,
         progress=False,
     )
     with pytest.raises(InvalidArgumentError, match="nonsense"):

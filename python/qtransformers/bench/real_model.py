@@ -13,6 +13,9 @@ between a paragraph's two embeddings, and the nearest-neighbour agreement (the f
 paragraphs whose nearest other paragraph by cosine is the same under both). ``cost_frac`` is the
 estimator's classical work as a fraction of exact attention's multiply-adds, from
 :func:`qtransformers.functional.quantum.side_information_cost`, summed over the paragraphs.
+For ``lsh`` (m = tail draws per row, on top of its candidates) ``scored_frac`` is the fraction of
+the row's keys it scored, from the estimator's own per-row stats, over every row, head, layer,
+paragraph and seed.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ BACKENDS = {
     "hybrid": dict(backend="hybrid"),
     "hybrid+favor-cv": dict(backend="hybrid", control_variate=True, cv_kind="favor"),
     "hybrid+adaptive": dict(backend="hybrid", adaptive=True),
+    "lsh": dict(backend="lsh"),
 }
 COLUMNS = [
     "backend",
@@ -52,6 +56,7 @@ COLUMNS = [
     "agreement_mean",
     "agreement_std",
     "agreement_min",
+    "scored_frac",
     "cost_frac",
 ]
 GOAL_BUDGET, GOAL_AGREEMENT = 32, 0.95
@@ -131,6 +136,8 @@ def cost_fraction(options: dict, lengths: list[int], m: int, head_dim: int) -> f
     """Σ over rows of the estimator's classical multiply-adds / Σ of exact attention's (self-attention, L = S = n)."""
     if options["backend"] == "exact":
         return 1.0
+    if options["backend"] == "lsh":
+        return float("nan")  # its keys scored and hashes are measured per row: see scored_frac
     side = exact = 0
     for n in lengths:
         cost = side_information_cost(
@@ -150,54 +157,87 @@ def cost_fraction(options: dict, lengths: list[int], m: int, head_dim: int) -> f
     return side / exact
 
 
+def scored_fraction(calls: list[dict]) -> float:
+    """Σ keys scored / Σ keys over every row of the recorded lsh calls (stats (B, H, L) and ``keys``)."""
+    scored = sum(float(c["keys_scored"].double().sum()) for c in calls)
+    return scored / sum(c["keys_scored"].numel() * c["keys"] for c in calls)
+
+
+_WORKER_MODEL: dict = {}
+
+
+def _job(label: str, m: int, seeds: int, rows: list[torch.Tensor], exact: torch.Tensor) -> dict:
+    """One (backend, m) row of results: every seed's embeddings through this process's sampled encoder."""
+    from qtransformers.integrations import huggingface
+
+    if "model" not in _WORKER_MODEL:
+        _WORKER_MODEL["model"] = load_encoder(huggingface.register(backend="exact"))
+    model = _WORKER_MODEL["model"]
+    head_dim = model.config.hidden_size // model.config.num_attention_heads
+    options = BACKENDS[label]
+    cos, agree = [], []
+    calls: list[dict] | None = [] if options["backend"] == "lsh" else None
+    for seed in range(seeds):
+        huggingface.register(num_samples=m, seed=seed, record=calls, **options)
+        approx = embed(model, rows)
+        cos.append(float(cosines(approx, exact).mean()))
+        agree.append(neighbour_agreement(approx, exact))
+    huggingface.register(backend="exact")
+    c, a = torch.tensor(cos, dtype=torch.float64), torch.tensor(agree, dtype=torch.float64)
+    return {
+        "backend": label,
+        "m": m,
+        "seeds": seeds,
+        "cosine_mean": float(c.mean()),
+        "cosine_std": float(c.std()) if seeds > 1 else 0.0,
+        "agreement_mean": float(a.mean()),
+        "agreement_std": float(a.std()) if seeds > 1 else 0.0,
+        "agreement_min": float(a.min()),
+        "scored_frac": scored_fraction(calls) if calls else float("nan"),
+        "cost_frac": cost_fraction(options, [ids.size(1) for ids in rows], m, head_dim),
+    }
+
+
 def evaluate(
     backends: list[str],
     budgets: list[int],
     seeds: int,
     rows: list[torch.Tensor],
     *,
+    workers: int = 1,
     progress: bool = False,
 ) -> list[dict]:
-    """One result dict per (backend, m): mean/std over seeds of cosine and neighbour agreement, and cost."""
-    from qtransformers.integrations import huggingface
+    """One result dict per (backend, m): mean/std over seeds of cosine and neighbour agreement, and cost.
 
+    ``workers`` > 1 runs the (backend, m) jobs in that many spawned processes (same results).
+    """
     bad = sorted(set(backends) - set(BACKENDS))
     if bad:
         raise InvalidArgumentError(f"unknown backend(s) {bad}; available: {list(BACKENDS)}")
-    if seeds < 1 or not budgets or min(budgets) < 1:
-        raise InvalidArgumentError(f"need seeds >= 1 and positive budgets, got seeds={seeds}, budgets={budgets}")
-    exact = embed(load_encoder("sdpa"), rows)
-    model = load_encoder(huggingface.register(backend="exact"))
-    head_dim = model.config.hidden_size // model.config.num_attention_heads
-    lengths = [ids.size(1) for ids in rows]
-    results = []
-    jobs = [(b, m) for b in backends for m in budgets]
-    bar = tqdm(total=len(jobs) * seeds, desc="real-model", disable=not progress)
-    for label, m in jobs:
-        options = BACKENDS[label]
-        cos, agree = [], []
-        for seed in range(seeds):
-            huggingface.register(num_samples=m, seed=seed, **options)
-            approx = embed(model, rows)
-            cos.append(float(cosines(approx, exact).mean()))
-            agree.append(neighbour_agreement(approx, exact))
-            bar.update()
-        c, a = torch.tensor(cos, dtype=torch.float64), torch.tensor(agree, dtype=torch.float64)
-        results.append(
-            {
-                "backend": label,
-                "m": m,
-                "seeds": seeds,
-                "cosine_mean": float(c.mean()),
-                "cosine_std": float(c.std()) if seeds > 1 else 0.0,
-                "agreement_mean": float(a.mean()),
-                "agreement_std": float(a.std()) if seeds > 1 else 0.0,
-                "agreement_min": float(a.min()),
-                "cost_frac": cost_fraction(options, lengths, m, head_dim),
-            }
+    if seeds < 1 or not budgets or min(budgets) < 1 or workers < 1:
+        raise InvalidArgumentError(
+            f"need seeds >= 1, workers >= 1 and positive budgets, got {seeds}, {workers}, {budgets}"
         )
+    exact = embed(load_encoder("sdpa"), rows)
+    jobs = [(b, m) for b in backends for m in budgets]
+    bar = tqdm(total=len(jobs), desc="real-model", disable=not progress)
+    if workers == 1:
+        results = []
+        for label, m in jobs:
+            results.append(_job(label, m, seeds, rows, exact))
+            bar.update()
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [pool.submit(_job, label, m, seeds, rows, exact) for label, m in jobs]
+            for future in futures:
+                future.result()
+                bar.update()
+            results = [f.result() for f in futures]
     bar.close()
-    huggingface.register(backend="exact")
     return results
 
 
@@ -244,12 +284,16 @@ def plot(results: list[dict], path: Path) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the real-model suite."""
     parser.add_argument("--data", required=True, help="text file whose blank-line paragraphs are embedded")
-    parser.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated, of {', '.join(BACKENDS)}")
+    sampled = ",".join(b for b in BACKENDS if b != "exact")
+    parser.add_argument(
+        "--backends", default=sampled, help=f"comma-separated, of {', '.join(BACKENDS)} (default all but exact)"
+    )
     parser.add_argument("--budgets", default="8,16,32,64", help="comma-separated m (default 8,16,32,64)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per backend and budget (default 3)")
     parser.add_argument("--paragraphs", type=int, default=64, help="paragraphs embedded (default 64)")
     parser.add_argument("--min-tokens", type=int, default=32, help="skip shorter paragraphs (default 32)")
     parser.add_argument("--max-tokens", type=int, default=256, help="truncate paragraphs here (default 256)")
+    parser.add_argument("--workers", type=int, default=1, help="processes running (backend, m) jobs (default 1)")
     parser.add_argument("--out", default="qtransformers-bench", help="output folder (default ./qtransformers-bench)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
@@ -273,7 +317,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         min_tokens=args.min_tokens,
         max_tokens=args.max_tokens,
     )
-    results = evaluate(backends, budgets, args.seeds, rows, progress=args.progress)
+    results = evaluate(backends, budgets, args.seeds, rows, workers=args.workers, progress=args.progress)
     out = Path(args.out)
     write_csv(results, COLUMNS, out / "results.csv")
     lengths = [ids.size(1) for ids in rows]

@@ -117,7 +117,7 @@ def quantum_attention(
     control variate reads them. With ``need_weights`` the second output is the estimator's
     sparse weight matrix (an unbiased estimate of the attention probabilities). ``backend="lsh"``
     runs :func:`qtransformers.functional.lsh_attention` with ``budget=num_samples`` and
-    ``lsh_options`` (epsilon, delta, bits, tables, sinks, window); see
+    ``lsh_options`` (epsilon, delta, bits, tables, sinks, window, return_stats); see
     :mod:`qtransformers.functional.quantum_lsh` for what it refuses.
     """
     check_qkv(q, k, v)

@@ -1,7 +1,7 @@
 """``quantum_attention(..., backend="lsh")``: the SimHash/LSH estimator behind the shot backends' interface.
 
 The ``num_samples`` budget m becomes ``lsh_attention``'s ``budget`` (tail draws per row); its other
-options (``LSH_OPTIONS``) pass through. The options of the shot estimators that have no meaning
+options (``LSH_OPTIONS``) pass through (with ``return_stats=True`` the result is (out, per-row stats)). The options of the shot estimators that have no meaning
 here (control variates, adaptive allocation, top_k, key orders, dropout, dense weights) raise
 instead of being ignored, and so does a call that would need a gradient (the estimator is Rust,
 without autograd). The index is built inside each call (prefill); its cost is in
@@ -17,7 +17,7 @@ from torch import Tensor
 
 from qtransformers.exceptions import InvalidArgumentError
 
-LSH_OPTIONS = ("epsilon", "delta", "bits", "tables", "sinks", "window")
+LSH_OPTIONS = ("epsilon", "delta", "bits", "tables", "sinks", "window", "return_stats")
 
 
 def check_lsh_options(backend: str, options: dict[str, Any]) -> None:
@@ -41,8 +41,8 @@ def lsh_quantum_attention(
     generator: torch.Generator | None,
     refused: dict[str, bool],
     **options: Any,
-) -> Tensor:
-    """lsh_attention (B, H, L, Ev) with budget = num_samples; ``refused`` names shot options set to non-defaults."""
+) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+    """lsh_attention (B, H, L, Ev) [, stats] with budget = num_samples; ``refused``: shot options set to non-defaults."""
     from qtransformers.functional.lsh import lsh_attention
 
     bad = sorted(name for name, is_set in refused.items() if is_set)
