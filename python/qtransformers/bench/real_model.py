@@ -198,6 +198,17 @@ def _job(label: str, m: int, seeds: int, rows: list[torch.Tensor], exact: torch.
     }
 
 
+def check_jobs(backends: list[str], budgets: list[int], seeds: int, workers: int) -> None:
+    """Raise InvalidArgumentError for unknown backends, budgets < 1, seeds < 1 or workers < 1."""
+    bad = sorted(set(backends) - set(BACKENDS))
+    if bad:
+        raise InvalidArgumentError(f"unknown backend(s) {bad}; available: {list(BACKENDS)}")
+    if seeds < 1 or not budgets or min(budgets) < 1 or workers < 1:
+        raise InvalidArgumentError(
+            f"need seeds >= 1, workers >= 1 and positive budgets, got {seeds}, {workers}, {budgets}"
+        )
+
+
 def evaluate(
     backends: list[str],
     budgets: list[int],
@@ -211,13 +222,7 @@ def evaluate(
 
     ``workers`` > 1 runs the (backend, m) jobs in that many spawned processes (same results).
     """
-    bad = sorted(set(backends) - set(BACKENDS))
-    if bad:
-        raise InvalidArgumentError(f"unknown backend(s) {bad}; available: {list(BACKENDS)}")
-    if seeds < 1 or not budgets or min(budgets) < 1 or workers < 1:
-        raise InvalidArgumentError(
-            f"need seeds >= 1, workers >= 1 and positive budgets, got {seeds}, {workers}, {budgets}"
-        )
+    check_jobs(backends, budgets, seeds, workers)
     exact = embed(load_encoder("sdpa"), rows)
     jobs = [(b, m) for b in backends for m in budgets]
     bar = tqdm(total=len(jobs), desc="real-model", disable=not progress)
@@ -305,6 +310,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     except ValueError:
         raise InvalidArgumentError(f"--budgets must be comma-separated integers, got {args.budgets!r}") from None
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    check_jobs(backends, budgets, args.seeds, args.workers)
     if args.paragraphs < 2:
         raise InvalidArgumentError(f"--paragraphs must be >= 2 (neighbours need two), got {args.paragraphs}")
     data = Path(args.data)
