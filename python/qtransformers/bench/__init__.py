@@ -10,6 +10,7 @@ SUITES = {
     "attention-error": "qtransformers.bench.attention_error",
     "long-context": "qtransformers.bench.long_context",
     "real-model": "qtransformers.bench.real_model",
+    "decode": "qtransformers.bench.decode",
 }
 
 DEFAULT_SUITE = "speed"

@@ -11,8 +11,9 @@ For each backend, budget m (shots, or the lsh key budget, per row) and seed it c
 embeddings with those of the exact model (transformers' own "sdpa" attention): the mean cosine
 between a paragraph's two embeddings, and the nearest-neighbour agreement (the fraction of
 paragraphs whose nearest other paragraph by cosine is the same under both). ``cost_frac`` is the
-estimator's classical work as a fraction of exact attention's multiply-adds, from
-:func:`qtransformers.functional.quantum.side_information_cost`, summed over the paragraphs.
+estimator's classical work (side information plus the estimator itself) as a fraction of exact
+attention's multiply-adds, from :func:`qtransformers.functional.cost.side_information_cost`,
+summed over the paragraphs (for ``lsh``, from the keys scored and hashes it reports per row).
 For ``lsh`` (m = tail draws per row, on top of its candidates) ``scored_frac`` is the fraction of
 the row's keys it scored, from the estimator's own per-row stats, over every row, head, layer,
 paragraph and seed.
@@ -30,7 +31,8 @@ from tqdm.auto import tqdm
 from qtransformers.bench import common
 from qtransformers.bench.report import format_markdown, format_table, write_csv
 from qtransformers.exceptions import BackendUnavailableError, InvalidArgumentError
-from qtransformers.functional.quantum import side_information_cost
+from qtransformers.functional.cost import side_information_cost
+from qtransformers.functional.lsh import LshSettings
 
 # backend label -> options of quantum_attention (num_samples is the budget m)
 BACKENDS = {
@@ -132,13 +134,32 @@ def neighbour_agreement(approx: torch.Tensor, exact: torch.Tensor) -> float:
     return float((nearest_neighbours(approx) == nearest_neighbours(exact)).double().mean())
 
 
-def cost_fraction(options: dict, lengths: list[int], m: int, head_dim: int) -> float:
-    """Σ over rows of the estimator's classical multiply-adds / Σ of exact attention's (self-attention, L = S = n)."""
+def cost_fraction(options: dict, lengths: list[int], m: int, head_dim: int, calls: list[dict] | None = None) -> float:
+    """(Σ side-information + estimator multiply-adds) / Σ exact attention's, by the shared cost function.
+
+    Shot backends: self-attention over each paragraph (L = S = n) with m shots per row. ``lsh``:
+    the keys scored and hashes its recorded ``calls`` report (per-row stats (B, H, L), ``keys``).
+    """
     if options["backend"] == "exact":
         return 1.0
+    total = exact = 0.0
     if options["backend"] == "lsh":
-        return float("nan")  # its keys scored and hashes are measured per row: see scored_frac
-    side = exact = 0
+        bits = options.get("bits", LshSettings.bits)
+        for call in calls or []:
+            b, h, length = call["keys_scored"].shape
+            cost = side_information_cost(
+                length,
+                call["keys"],
+                head_dim,
+                head_dim,
+                backend="lsh",
+                keys_scored=float(call["keys_scored"].double().sum()) / (b * h),
+                hashes=float(call["hashes"].double().sum()) / (b * h),
+                hash_bits=bits,
+            )
+            total += cost["fraction"] * cost["exact_macs"] * b * h
+            exact += cost["exact_macs"] * b * h
+        return total / exact if exact else float("nan")
     for n in lengths:
         cost = side_information_cost(
             n,
@@ -152,9 +173,9 @@ def cost_fraction(options: dict, lengths: list[int], m: int, head_dim: int) -> f
             key_order="position",  # the Hugging Face integration's default
             cv_kind=options.get("cv_kind", "block"),
         )
-        side += cost["side_information_macs"]
+        total += cost["fraction"] * cost["exact_macs"]
         exact += cost["exact_macs"]
-    return side / exact
+    return total / exact
 
 
 def scored_fraction(calls: list[dict]) -> float:
@@ -194,7 +215,7 @@ def _job(label: str, m: int, seeds: int, rows: list[torch.Tensor], exact: torch.
         "agreement_std": float(a.std()) if seeds > 1 else 0.0,
         "agreement_min": float(a.min()),
         "scored_frac": scored_fraction(calls) if calls else float("nan"),
-        "cost_frac": cost_fraction(options, [ids.size(1) for ids in rows], m, head_dim),
+        "cost_frac": cost_fraction(options, [ids.size(1) for ids in rows], m, head_dim, calls),
     }
 
 

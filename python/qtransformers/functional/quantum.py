@@ -75,6 +75,7 @@ from qtransformers.functional.approximate import (
 )
 from qtransformers.functional.attention import exact_attention, safe_softmax, scaled_scores
 from qtransformers.functional.block_cv import block_control_variate, default_block
+from qtransformers.functional.cost import side_information_cost as side_information_cost
 from qtransformers.functional.quantum_lsh import check_lsh_options, lsh_quantum_attention
 from qtransformers.functional.sampling import allocate_shots, draw_rows, row_uniforms, seed_from
 from qtransformers.functional.shots import gather_rows, horvitz_thompson, leave_one_row_out_beta
@@ -416,49 +417,3 @@ def _favor_control_variate(q, k, v, scale, probs, idx, weights, v_drawn, estimat
         alive = probs.sum(-1, keepdim=True) > 0
         corrected = estimate.to(probs.dtype) - beta * (x.sum(-2) - approx)
         return torch.where(alive, corrected, 0.0).to(estimate.dtype)
-
-
-def side_information_cost(
-    length: int,
-    source: int,
-    head_dim: int,
-    value_dim: int,
-    *,
-    num_samples: int,
-    control_variate: bool,
-    backend: str,
-    adaptive: bool = False,
-    key_order: str = "value",
-    cv_kind: str = "block",
-    cv_block: int | None = None,
-    cv_features: int | None = None,
-) -> dict[str, int]:
-    """Multiply-adds per head of everything an estimator computes besides its draws, vs exact attention.
-
-    Returns ``exact_macs`` (L·S·(E + Ev)), ``normaliser_macs``, ``side_information_macs`` (the
-    total, normaliser included) and ``estimator_macs``. The row normaliser Σ_j exp(s_j) costs
-    L·S·E, the score half of exact attention; every estimator that reads a *normalised* p_J needs
-    it: the stratified and hybrid weights (π_j = min(1, m·p_j), the candidates' p_j), the adaptive
-    entropy estimate and the FAVOR+ control variate. Only ``naive`` (weights 1/m), with or without
-    the block control variate (block means are normalised within the block), does without it.
-    The value order costs S·Ev² (the eigen-decomposition of an Ev×Ev matrix is not counted).
-    """
-    exact = length * source * (head_dim + value_dim)
-    needs_normaliser = backend in ("stratified", "hybrid") or adaptive or (control_variate and cv_kind == "favor")
-    normaliser = length * source * head_dim if needs_normaliser else 0
-    side = normaliser
-    if backend != "naive" and key_order == "value":
-        side += source * value_dim * value_dim
-    if control_variate and cv_kind == "block":
-        block = cv_block or default_block(source, num_samples)
-        side += length * num_samples * block * (head_dim + value_dim)
-    elif control_variate:
-        r = cv_features or num_samples
-        side += (length + source) * r * (head_dim + value_dim) + length * num_samples * r
-    estimator = length * num_samples * value_dim
-    return {
-        "exact_macs": exact,
-        "normaliser_macs": normaliser,
-        "side_information_macs": side,
-        "estimator_macs": estimator,
-    }

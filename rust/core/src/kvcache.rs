@@ -919,3 +919,354 @@ impl SampledKvCache {
         Ok(res)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn randn(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect()
+    }
+
+    fn cfg(budget: usize) -> LshConfig {
+        LshConfig {
+            bits: 3,
+            tables: 2,
+            sinks: 1,
+            window: 2,
+            budget,
+            epsilon: None,
+            delta: 0.05,
+        }
+    }
+
+    fn dims(batch: usize, heads: usize, rows: usize, keys: usize) -> Dims {
+        Dims {
+            batch,
+            heads,
+            rows,
+            keys,
+            dim: 4,
+            vdim: 3,
+        }
+    }
+
+    /// Exact softmax attention in f64 for row (g, t) with limit and optional bias row.
+    fn brute(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        d: Dims,
+        g: usize,
+        t: usize,
+        limit: usize,
+        bias: Option<&[f32]>,
+    ) -> Vec<f64> {
+        let qr = &q[(g * d.rows + t) * d.dim..(g * d.rows + t + 1) * d.dim];
+        let scale = 1.0 / (d.dim as f64).sqrt();
+        let scores: Vec<f64> = (0..limit)
+            .map(|j| {
+                let kr = &k[(g * d.keys + j) * d.dim..(g * d.keys + j + 1) * d.dim];
+                let s: f64 = qr.iter().zip(kr).map(|(a, b)| *a as f64 * *b as f64).sum();
+                s * scale + bias.map_or(0.0, |b| b[j] as f64)
+            })
+            .collect();
+        let c = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let mut out = vec![0.0; d.vdim];
+        if c == f64::NEG_INFINITY {
+            return out;
+        }
+        let mut den = 0.0;
+        for (j, s) in scores.iter().enumerate() {
+            let a = (s - c).exp();
+            den += a;
+            for (o, x) in out
+                .iter_mut()
+                .zip(&v[(g * d.keys + j) * d.vdim..(g * d.keys + j + 1) * d.vdim])
+            {
+                *o += a * *x as f64;
+            }
+        }
+        out.iter_mut().for_each(|o| *o /= den);
+        out
+    }
+
+    fn scale(d: Dims) -> f32 {
+        1.0 / (d.dim as f32).sqrt()
+    }
+
+    #[test]
+    fn candidates_equal_brute_force_collisions() {
+        let d = dims(2, 2, 9, 37);
+        let (q, k, v) = (
+            randn(2 * 2 * 9 * 4, 1),
+            randn(2 * 2 * 37 * 4, 2),
+            randn(2 * 2 * 37 * 3, 3),
+        );
+        let c = cfg(5);
+        let bias: Vec<f32> = (0..37)
+            .map(|j| {
+                if j % 5 == 3 {
+                    f32::NEG_INFINITY
+                } else {
+                    0.1 * j as f32
+                }
+            })
+            .collect();
+        for (causal, with_bias) in [(false, false), (true, false), (true, true)] {
+            let b = with_bias.then_some(Bias {
+                data: &bias,
+                dims: [1, 1, 1, 37],
+            });
+            let res = lsh_attention(&q, &k, &v, d, b, causal, scale(d), &c, 11, true).unwrap();
+            for r in 0..2 * 2 * 9 {
+                let (g, t) = (r / 9, r % 9);
+                let hasher = SimHash::new(4, c.bits, c.tables, 11, (g % 2) as u64).unwrap();
+                let mut qc = vec![0u32; c.tables];
+                hasher.codes(&q[r * 4..(r + 1) * 4], &mut qc);
+                let limit = if causal { t + 1 } else { 37 };
+                let mut want: Vec<u32> = (0..limit)
+                    .filter(|&j| {
+                        let mut kc = vec![0u32; c.tables];
+                        hasher.codes(&k[(g * 37 + j) * 4..(g * 37 + j + 1) * 4], &mut kc);
+                        let visible = !with_bias || bias[j] > f32::NEG_INFINITY;
+                        let fixed = j < c.sinks || j + c.window >= limit;
+                        visible && (fixed || kc.iter().zip(&qc).any(|(a, b)| a == b))
+                    })
+                    .map(|j| j as u32)
+                    .collect();
+                let mut got = res.candidate_lists[r].clone();
+                got.sort_unstable();
+                want.sort_unstable();
+                assert_eq!(got, want, "row {r} causal {causal} bias {with_bias}");
+                // Causal rows never touch future (or masked) keys, in candidates or draws.
+                for &j in res.tails[r].iter().chain(&res.candidate_lists[r]) {
+                    assert!((j as usize) < limit);
+                    assert!(!with_bias || bias[j as usize] > f32::NEG_INFINITY);
+                    assert!(!res.candidate_lists[r].contains(&j) || !res.tails[r].contains(&j));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn full_tail_budget_is_exact_attention() {
+        let d = dims(1, 3, 6, 29);
+        let (q, k, v) = (
+            randn(3 * 6 * 4, 4),
+            randn(3 * 29 * 4, 5),
+            randn(3 * 29 * 3, 6),
+        );
+        let bias: Vec<f32> = (0..6 * 29)
+            .map(|i| {
+                if i % 7 == 0 {
+                    f32::NEG_INFINITY
+                } else {
+                    (i % 3) as f32 * 0.5
+                }
+            })
+            .collect();
+        for causal in [false, true] {
+            let b = Bias {
+                data: &bias,
+                dims: [1, 1, 6, 29],
+            };
+            let res = lsh_attention(&q, &k, &v, d, Some(b), causal, scale(d), &cfg(29), 0, false)
+                .unwrap();
+            for r in 0..3 * 6 {
+                let (g, t) = (r / 6, r % 6);
+                let limit = if causal { t + 1 } else { 29 };
+                let want = brute(
+                    &q,
+                    &k,
+                    &v,
+                    d,
+                    g,
+                    t,
+                    limit,
+                    Some(&bias[t * 29..(t + 1) * 29]),
+                );
+                for (a, w) in res.out[r * 3..(r + 1) * 3].iter().zip(&want) {
+                    assert!((*a as f64 - w).abs() < 1e-5, "row {r}: {a} vs {w}");
+                }
+                assert_eq!(res.rel_err[r], 0.0);
+            }
+        }
+    }
+
+    #[test]
+    fn numerator_and_denominator_are_unbiased() {
+        // One row, 200 keys, a few large scores outside the window: many seeds, a budget of 8.
+        let d = Dims {
+            batch: 1,
+            heads: 1,
+            rows: 1,
+            keys: 200,
+            dim: 4,
+            vdim: 1,
+        };
+        let q = vec![1.0f32, 0.5, -0.5, 0.25];
+        let mut k = randn(200 * 4, 9);
+        k[40 * 4..41 * 4].copy_from_slice(&[4.0, 2.0, -2.0, 1.0]);
+        let v: Vec<f32> = (0..200).map(|j| (j as f32 * 0.1).sin()).collect();
+        let c = LshConfig {
+            bits: 6,
+            tables: 1,
+            sinks: 0,
+            window: 0,
+            budget: 8,
+            epsilon: None,
+            delta: 0.05,
+        };
+        let s = |j: usize| dot(&q, &k[j * 4..(j + 1) * 4]) as f64 * 0.5;
+        let (true_num, true_den) = (0..200).fold((0.0, 0.0), |(n, dd), j| {
+            (n + s(j).exp() * v[j] as f64, dd + s(j).exp())
+        });
+        let trials = 3000;
+        let (mut num, mut den) = (Vec::new(), Vec::new());
+        for seed in 0..trials {
+            let res = lsh_attention(&q, &k, &v, d, None, false, 0.5, &c, seed, true).unwrap();
+            let (cand, tail) = (&res.candidate_lists[0], &res.tails[0]);
+            let w = (200 - cand.len()) as f64 / tail.len().max(1) as f64;
+            let mut n = cand
+                .iter()
+                .map(|&j| s(j as usize).exp() * v[j as usize] as f64)
+                .sum::<f64>();
+            let mut dd = cand.iter().map(|&j| s(j as usize).exp()).sum::<f64>();
+            n += w * tail
+                .iter()
+                .map(|&j| s(j as usize).exp() * v[j as usize] as f64)
+                .sum::<f64>();
+            dd += w * tail.iter().map(|&j| s(j as usize).exp()).sum::<f64>();
+            num.push(n);
+            den.push(dd);
+        }
+        for (xs, truth) in [(&num, true_num), (&den, true_den)] {
+            let m = xs.iter().sum::<f64>() / trials as f64;
+            let sd = (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (trials - 1) as f64).sqrt();
+            let se = sd / (trials as f64).sqrt();
+            assert!(sd > 0.0, "the estimate must vary across seeds");
+            assert!(
+                (m - truth).abs() < 4.0 * se,
+                "mean {m} vs truth {truth} (se {se})"
+            );
+        }
+    }
+
+    #[test]
+    fn edge_cases_ties_one_key_empty_remainder_all_masked() {
+        // Ties: identical keys, any design gives the mean of the values.
+        let d = dims(1, 1, 1, 50);
+        let q = randn(4, 1);
+        let k: Vec<f32> = (0..50).flat_map(|_| [0.3f32, -0.2, 0.1, 0.9]).collect();
+        let v = randn(50 * 3, 2);
+        let res = lsh_attention(&q, &k, &v, d, None, false, 0.5, &cfg(3), 0, false).unwrap();
+        let mean: Vec<f64> = (0..3)
+            .map(|e| (0..50).map(|j| v[j * 3 + e] as f64).sum::<f64>() / 50.0)
+            .collect();
+        let truth = brute(&q, &k, &v, d, 0, 0, 50, None);
+        for e in 0..3 {
+            assert!((truth[e] - mean[e]).abs() < 1e-6);
+        }
+        assert!(res.out.iter().all(|x| x.is_finite()));
+        // One key: the output is its value.
+        let d1 = dims(1, 1, 1, 1);
+        let res =
+            lsh_attention(&q, &k[..4], &v[..3], d1, None, true, 0.5, &cfg(0), 0, false).unwrap();
+        assert_eq!(res.out, v[..3].to_vec());
+        // Empty remainder (window covers every key): exact with zero draws.
+        let wide = LshConfig {
+            window: 50,
+            ..cfg(4)
+        };
+        let res = lsh_attention(&q, &k, &v, d, None, false, 0.5, &wide, 0, true).unwrap();
+        assert!(res.tails[0].is_empty() && res.rel_err[0] == 0.0);
+        // All keys masked: zeros, nothing scored.
+        let bias = vec![f32::NEG_INFINITY; 50];
+        let b = Bias {
+            data: &bias,
+            dims: [1, 1, 1, 50],
+        };
+        let res = lsh_attention(&q, &k, &v, d, Some(b), false, 0.5, &cfg(4), 0, false).unwrap();
+        assert!(res.out.iter().all(|&x| x == 0.0) && res.scored[0] == 0);
+    }
+
+    #[test]
+    fn cache_rows_match_the_functional_call_and_exact_mode() {
+        let (batch, heads, keys) = (2, 2, 40);
+        let d = dims(batch, heads, keys, keys);
+        let (q, k, v) = (
+            randn(4 * keys * 4, 7),
+            randn(4 * keys * 4, 8),
+            randn(4 * keys * 3, 9),
+        );
+        let c = cfg(6);
+        let full = lsh_attention(&q, &k, &v, d, None, true, scale(d), &c, 5, false).unwrap();
+        let mut cache = SampledKvCache::new(batch, heads, 4, 3, c, 5).unwrap();
+        // Append in two chunks; attend for the newest 3 positions (rows keys-3..keys).
+        let chunk = |x: &[f32], w: usize, a: usize, b: usize| -> Vec<f32> {
+            (0..4)
+                .flat_map(|g| x[(g * keys + a) * w..(g * keys + b) * w].to_vec())
+                .collect()
+        };
+        cache
+            .append(&chunk(&k, 4, 0, 25), &chunk(&v, 3, 0, 25), 25)
+            .unwrap();
+        cache
+            .append(&chunk(&k, 4, 25, keys), &chunk(&v, 3, 25, keys), keys - 25)
+            .unwrap();
+        let qn = chunk(&q, 4, keys - 3, keys);
+        let got = cache.attend(&qn, 3, None, scale(d), false, false).unwrap();
+        let exact = cache.attend(&qn, 3, None, scale(d), true, false).unwrap();
+        for g in 0..4 {
+            for t in 0..3 {
+                let r_full = g * keys + keys - 3 + t;
+                let r = g * 3 + t;
+                assert_eq!(
+                    &got.out[r * 3..(r + 1) * 3],
+                    &full.out[r_full * 3..(r_full + 1) * 3]
+                );
+                let want = brute(&q, &k, &v, d, g, keys - 3 + t, keys - 2 + t, None);
+                for (a, w) in exact.out[r * 3..(r + 1) * 3].iter().zip(&want) {
+                    assert!((*a as f64 - w).abs() < 1e-5);
+                }
+            }
+        }
+        assert!(cache.attend(&qn, 41, None, 1.0, false, false).is_err());
+        assert!(cache.append(&k[..5], &v[..3], 1).is_err());
+    }
+
+    #[test]
+    fn epsilon_mode_meets_its_bound_or_goes_exact() {
+        let d = dims(1, 2, 4, 300);
+        let (q, k, v) = (
+            randn(2 * 4 * 4, 3),
+            randn(2 * 300 * 4, 4),
+            randn(2 * 300 * 3, 5),
+        );
+        let c = LshConfig {
+            epsilon: Some(0.05),
+            budget: 4,
+            ..cfg(4)
+        };
+        let res = lsh_attention(&q, &k, &v, d, None, false, scale(d), &c, 1, false).unwrap();
+        assert!(res.rel_err.iter().all(|&e| e <= 0.05), "{:?}", res.rel_err);
+        assert!(res.scored.iter().any(|&s| s > 4 + 3));
+        assert!(lsh_attention(
+            &q,
+            &k,
+            &v,
+            d,
+            None,
+            false,
+            1.0,
+            &LshConfig { delta: 1.0, ..c },
+            1,
+            false
+        )
+        .is_err());
+    }
+}
