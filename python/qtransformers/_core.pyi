@@ -124,3 +124,81 @@ def causal_fftconv_backward(
     k: npt.NDArray[np.float32] | npt.NDArray[np.float64],
 ) -> tuple[npt.NDArray[np.float32] | npt.NDArray[np.float64], npt.NDArray[np.float32] | npt.NDArray[np.float64]]:
     """Gradients (grad_u (B, C, T), grad_k (K, T)) of :func:`causal_fftconv` given grad = dL/dy (B, C, T)."""
+
+# --- sampled (SimHash + tail) attention and its KV cache (rust/python/src/kvcache.rs) ---
+
+_AttendTuple = tuple[
+    npt.NDArray[np.float32],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64], int] | None,
+]
+
+def lsh_attention(
+    q: npt.NDArray[np.float32],
+    k: npt.NDArray[np.float32],
+    v: npt.NDArray[np.float32],
+    dims: tuple[int, int, int, int, int, int],
+    bias: npt.NDArray[np.float32] | None,
+    bias_dims: list[int],
+    causal: bool,
+    scale: float,
+    bits: int,
+    tables: int,
+    sinks: int,
+    window: int,
+    budget: int,
+    epsilon: float | None,
+    delta: float,
+    seed: int,
+    keep_design: bool,
+) -> _AttendTuple:
+    """Sampled attention over flat q (B*H*L*E), k (B*H*S*E), v (B*H*S*Ev) with dims (B, H, L, S, E, Ev).
+
+    ``bias`` is a flat additive mask of shape ``bias_dims`` (1 on broadcast axes, full key axis).
+    Returns (out (B*H*L*Ev), keys scored, candidates, hashes, estimated relative error, design),
+    the per-row arrays flat (B*H*L); design is None or (candidate mask (B*H*L*S) uint8, tail draws
+    (B*H*L*width) int64 padded with -1, width). Raises ShapeError / InvalidArgumentError.
+    """
+
+def simhash_planes(dim: int, bits: int, tables: int, seed: int, heads: int) -> npt.NDArray[np.float32]:
+    """The SimHash hyperplanes of heads 0..heads under ``seed``: flat (heads, tables, bits, dim) float32."""
+
+class SampledKvCache:
+    """A B x H key/value cache with a growing SimHash index (wrapped by ``SampledKVCache``)."""
+
+    def __init__(
+        self,
+        batch: int,
+        heads: int,
+        dim: int,
+        vdim: int,
+        bits: int,
+        tables: int,
+        sinks: int,
+        window: int,
+        budget: int,
+        epsilon: float | None,
+        delta: float,
+        seed: int,
+    ) -> None: ...
+    def __len__(self) -> int: ...
+    def reset(self) -> None:
+        """Drop every cached position."""
+    def planes(self) -> npt.NDArray[np.float32]:
+        """The hyperplanes, flat (H, tables, bits, E) float32."""
+    def append(self, k: npt.NDArray[np.float32], v: npt.NDArray[np.float32], new: int) -> None:
+        """Append flat k (B*H*new*E) and v (B*H*new*Ev)."""
+    def attend(
+        self,
+        q: npt.NDArray[np.float32],
+        rows: int,
+        bias: npt.NDArray[np.float32] | None,
+        bias_dims: list[int],
+        scale: float,
+        exact: bool,
+        keep_design: bool,
+    ) -> _AttendTuple:
+        """Attend flat q (B*H*rows*E) for the newest ``rows`` positions; returns the attend tuple."""

@@ -1,9 +1,11 @@
 """Sampled (shot-based) attention backends and the approximate-attention baselines.
 
-Registered names: "naive", "stratified", "hybrid" (see :func:`qtransformers.functional.quantum_attention`)
-and "performer", "nystrom", "linformer" (their feature/landmark/projection count is
+Registered names: "naive", "stratified", "hybrid", "lsh" (see :func:`qtransformers.functional.quantum_attention`;
+"lsh" takes ``num_samples`` as its tail budget and ``backend_options`` epsilon, delta, bits, tables,
+sinks, window) and "performer", "nystrom", "linformer" (their feature/landmark/projection count is
 ``backend_options`` "num_features" / "num_landmarks" / "proj_dim", else ``num_samples``).
-Baselines return no weights and ignore dropout.
+Baselines and "lsh" (which never forms a score row) return no weights; baselines ignore dropout,
+"lsh" refuses it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from qtransformers.functional.quantum import quantum_attention
 
 def _sampled_backend(name: str):
     def backend(q, k, v, attn_mask, dropout_p, is_causal, *, scale, need_weights, generator, config):
+        weights = need_weights and name != "lsh"
         result = quantum_attention(
             q,
             k,
@@ -28,17 +31,17 @@ def _sampled_backend(name: str):
             top_k=config.top_k,
             scale=scale,
             generator=generator,
-            need_weights=need_weights,
+            need_weights=weights,
             dropout_p=dropout_p,
             **config.options,
         )
-        return result if need_weights else (result, None)
+        return result if weights else (result, None)
 
     backend.__doc__ = f"The {name!r} shot-sampled estimator as an attention backend."
     return register_backend(name)(backend)
 
 
-for _name in ("naive", "stratified", "hybrid"):
+for _name in ("naive", "stratified", "hybrid", "lsh"):
     _sampled_backend(_name)
 
 _BASELINES = {  # name -> (function, size option, supports causal masks)

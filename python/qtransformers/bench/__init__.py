@@ -9,6 +9,8 @@ SUITES = {
     "quantum": "qtransformers.bench.quantum",
     "attention-error": "qtransformers.bench.attention_error",
     "long-context": "qtransformers.bench.long_context",
+    "real-model": "qtransformers.bench.real_model",
+    "decode": "qtransformers.bench.decode",
     "all": "qtransformers.bench.pipeline",
 }
 

@@ -61,14 +61,22 @@ def _read_bytes(path: str | Path) -> Tensor:
 
 
 def train_tiny_model(
-    data_path: str | Path, *, seconds: float, seq_len: int = 256, batch: int = 16, seed: int = 0
+    data_path: str | Path,
+    *,
+    seconds: float,
+    seq_len: int = 256,
+    batch: int = 16,
+    seed: int = 0,
+    dim: int = 128,
+    num_heads: int = 2,
 ) -> tuple[TinyByteTransformer, list[float]]:
-    """Train a :class:`TinyByteTransformer` on the first 90% of a file for ``seconds``; returns (model, losses)."""
+    """Train a :class:`TinyByteTransformer` (width ``dim``, ``num_heads`` heads) on the first 90% of a file
+    for ``seconds``; returns (model, losses)."""
     data = _read_bytes(data_path)
     train = data[: int(0.9 * len(data))]
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = TinyByteTransformer()
+    model = TinyByteTransformer(dim, num_heads)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
     losses: list[float] = []
     start = time.perf_counter()

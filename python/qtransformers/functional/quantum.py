@@ -61,6 +61,7 @@ uses Ô_cv and the gradient is the plain estimator's.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -74,10 +75,12 @@ from qtransformers.functional.approximate import (
 )
 from qtransformers.functional.attention import exact_attention, safe_softmax, scaled_scores
 from qtransformers.functional.block_cv import block_control_variate, default_block
+from qtransformers.functional.cost import side_information_cost as side_information_cost
+from qtransformers.functional.quantum_lsh import check_lsh_options, lsh_quantum_attention
 from qtransformers.functional.sampling import allocate_shots, draw_rows, row_uniforms, seed_from
 from qtransformers.functional.shots import gather_rows, horvitz_thompson, leave_one_row_out_beta
 
-BACKENDS = ("exact", "naive", "stratified", "hybrid")
+BACKENDS = ("exact", "naive", "stratified", "hybrid", "lsh")
 
 
 def quantum_attention(
@@ -101,6 +104,7 @@ def quantum_attention(
     key_order: str = "auto",
     cv_kind: str = "block",
     cv_block: int | None = None,
+    **lsh_options: Any,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Attention estimated from ``num_samples`` shots per query row; (B,H,L,Ev) [, weights (B,H,L,S)].
 
@@ -112,11 +116,15 @@ def quantum_attention(
     row-dependent mask, position order with one), "value" or "position". ``dropout_p`` drops
     each shot's weight with that probability and rescales the rest by 1/(1 - p), before any
     control variate reads them. With ``need_weights`` the second output is the estimator's
-    sparse weight matrix (an unbiased estimate of the attention probabilities).
+    sparse weight matrix (an unbiased estimate of the attention probabilities). ``backend="lsh"``
+    runs :func:`qtransformers.functional.lsh_attention` with ``budget=num_samples`` and
+    ``lsh_options`` (epsilon, delta, bits, tables, sinks, window, return_stats); see
+    :mod:`qtransformers.functional.quantum_lsh` for what it refuses.
     """
     check_qkv(q, k, v)
     if backend not in BACKENDS:
         raise InvalidArgumentError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_lsh_options(backend, lsh_options)
     if not isinstance(num_samples, int) or num_samples < 1:
         raise InvalidArgumentError(f"num_samples must be a positive int, got {num_samples!r}")
     if top_k is not None and top_k < 0:
@@ -135,6 +143,31 @@ def quantum_attention(
         raise InvalidArgumentError(f"sampler must be 'auto', 'torch' or 'rust', got {sampler!r}")
     if not 0.0 <= dropout_p <= 1.0:
         raise InvalidArgumentError(f"dropout_p must be in [0, 1], got {dropout_p}")
+    if backend == "lsh":
+        refused = {
+            "control_variate": control_variate,
+            "adaptive": adaptive,
+            "top_k": top_k is not None,
+            "need_weights": need_weights,
+            "dropout_p": dropout_p > 0.0,
+            "cv_features": cv_features is not None,
+            "cv_kind": cv_kind != "block",
+            "cv_block": cv_block is not None,
+            "key_order='value'": key_order == "value",
+            "sampler='torch'": sampler == "torch",
+        }
+        return lsh_quantum_attention(
+            q,
+            k,
+            v,
+            attn_mask,
+            is_causal,
+            num_samples=num_samples,
+            scale=scale,
+            generator=generator,
+            refused=refused,
+            **lsh_options,
+        )
     if backend == "exact":
         out, weights = exact_attention(
             q, k, v, attn_mask, dropout_p, is_causal, scale=scale, need_weights=need_weights, generator=generator
@@ -387,49 +420,3 @@ def _favor_control_variate(q, k, v, scale, probs, idx, weights, v_drawn, estimat
         alive = probs.sum(-1, keepdim=True) > 0
         corrected = estimate.to(probs.dtype) - beta * (x.sum(-2) - approx)
         return torch.where(alive, corrected, 0.0).to(estimate.dtype)
-
-
-def side_information_cost(
-    length: int,
-    source: int,
-    head_dim: int,
-    value_dim: int,
-    *,
-    num_samples: int,
-    control_variate: bool,
-    backend: str,
-    adaptive: bool = False,
-    key_order: str = "value",
-    cv_kind: str = "block",
-    cv_block: int | None = None,
-    cv_features: int | None = None,
-) -> dict[str, int]:
-    """Multiply-adds per head of everything an estimator computes besides its draws, vs exact attention.
-
-    Returns ``exact_macs`` (L·S·(E + Ev)), ``normaliser_macs``, ``side_information_macs`` (the
-    total, normaliser included) and ``estimator_macs``. The row normaliser Σ_j exp(s_j) costs
-    L·S·E, the score half of exact attention; every estimator that reads a *normalised* p_J needs
-    it: the stratified and hybrid weights (π_j = min(1, m·p_j), the candidates' p_j), the adaptive
-    entropy estimate and the FAVOR+ control variate. Only ``naive`` (weights 1/m), with or without
-    the block control variate (block means are normalised within the block), does without it.
-    The value order costs S·Ev² (the eigen-decomposition of an Ev×Ev matrix is not counted).
-    """
-    exact = length * source * (head_dim + value_dim)
-    needs_normaliser = backend in ("stratified", "hybrid") or adaptive or (control_variate and cv_kind == "favor")
-    normaliser = length * source * head_dim if needs_normaliser else 0
-    side = normaliser
-    if backend != "naive" and key_order == "value":
-        side += source * value_dim * value_dim
-    if control_variate and cv_kind == "block":
-        block = cv_block or default_block(source, num_samples)
-        side += length * num_samples * block * (head_dim + value_dim)
-    elif control_variate:
-        r = cv_features or num_samples
-        side += (length + source) * r * (head_dim + value_dim) + length * num_samples * r
-    estimator = length * num_samples * value_dim
-    return {
-        "exact_macs": exact,
-        "normaliser_macs": normaliser,
-        "side_information_macs": side,
-        "estimator_macs": estimator,
-    }

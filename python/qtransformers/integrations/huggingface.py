@@ -28,16 +28,22 @@ def _transformers():
     return AttentionInterface, AttentionMaskInterface, sdpa_mask
 
 
-def make_attention_function(*, seed: int | None = None, **quantum_options: Any):
+def make_attention_function(*, seed: int | None = None, record: list | None = None, **quantum_options: Any):
     """An AttentionInterface function (module, q, k, v, mask, …) -> (out (B, L, H, Ev), None).
 
     Keys are laid out in position order unless ``key_order`` is given, so a causal model's
-    row t never draws differently because of tokens after t.
+    row t never draws differently because of tokens after t. With ``record`` (a list; backend
+    "lsh" only) each call appends the estimator's per-row stats (B, H, L), ``layer`` and ``keys`` (S).
     """
-    quantum_options.setdefault("key_order", "position")
     backend = quantum_options.get("backend", "stratified")
     if backend not in BACKENDS:
         raise InvalidArgumentError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend != "lsh":
+        quantum_options.setdefault("key_order", "position")
+    if record is not None:
+        if backend != "lsh":
+            raise InvalidArgumentError(f"record collects the lsh estimator's stats; backend is {backend!r}")
+        quantum_options["return_stats"] = True
     generator = None if seed is None else torch.Generator().manual_seed(seed)
 
     def attention(
@@ -63,7 +69,9 @@ def make_attention_function(*, seed: int | None = None, **quantum_options: Any):
             dropout_p=dropout if module.training else 0.0,
             **quantum_options,
         )
-        assert isinstance(out, torch.Tensor)  # need_weights=False: the output alone
+        if record is not None:
+            out, stats = out
+            record.append({"layer": getattr(module, "layer_idx", None), "keys": key.size(2), **stats})
         return out.transpose(1, 2).contiguous(), None
 
     return attention
@@ -73,8 +81,8 @@ def register(**quantum_options: Any) -> str:
     """Register attention and mask functions as ``attn_implementation="qtransformers"``; returns the name.
 
     Options are those of :func:`~qtransformers.functional.quantum_attention` (backend,
-    num_samples, control_variate, adaptive, top_k, …) plus ``seed``. Calling it again replaces
-    the options.
+    num_samples, control_variate, adaptive, top_k, …; for "lsh" its options) plus ``seed`` and
+    ``record`` (see :func:`make_attention_function`). Calling it again replaces the options.
     """
     attention_interface, mask_interface, sdpa_mask = _transformers()
     attention_interface.register(NAME, make_attention_function(**quantum_options))

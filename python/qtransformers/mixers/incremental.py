@@ -42,7 +42,15 @@ def forward_incremental(mixer: nn.Module, x: Tensor, cache: dict) -> Tensor:
 
 
 def cached_attention(q: Tensor, k: Tensor, v: Tensor, cache: dict) -> Tensor:
-    """Causal SDPA of new queries q (B, H, t, E) over cached plus new keys/values; appends k, v to ``cache``."""
+    """Causal SDPA of new queries q (B, H, t, E) over cached plus new keys/values; appends k, v to ``cache``.
+
+    A cache holding a SampledKVCache under ``"sampled"`` (see ``qtransformers.models.sampled_decoding``)
+    attends through it instead (its estimate, the newest rows causal among themselves).
+    """
+    sampled = cache.get("sampled")
+    if sampled is not None:
+        sampled.append(k, v)
+        return sampled.attend(q)
     if "k" in cache:
         k = torch.cat([cache["k"], k], dim=2)
         v = torch.cat([cache["v"], v], dim=2)

@@ -21,7 +21,8 @@ class QuantumAttentionMixer(nn.Module):
     (prefix consistency). ``adaptive`` (which splits shots across rows) needs ``causal=False``.
     The block control variate uses blocks of ``cv_block`` keys, fixed at construction so the
     operator does not change with the sequence length. ``seed`` seeds the mixer's generator;
-    each forward draws fresh shots from it.
+    each forward draws fresh shots from it. ``backend_options`` go to :func:`quantum_attention`
+    as keywords (for ``backend="lsh"``: epsilon, delta, bits, tables, sinks, window).
     """
 
     def __init__(
@@ -38,6 +39,7 @@ class QuantumAttentionMixer(nn.Module):
         cv_block: int = 4,
         seed: int = 0,
         bias: bool = True,
+        backend_options: dict | None = None,
     ) -> None:
         super().__init__()
         if dim % num_heads != 0:
@@ -51,7 +53,8 @@ class QuantumAttentionMixer(nn.Module):
             control_variate=control_variate,
             adaptive=adaptive,
             top_k=top_k,
-            cv_block=cv_block,
+            cv_block=cv_block if control_variate else None,  # the block size matters only with the control variate
+            **(backend_options or {}),
         )
         self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
         self.out = nn.Linear(dim, dim, bias=bias)

@@ -32,6 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     parser.add_argument("--no-cache", dest="use_cache", action="store_false", help="recompute instead of caching")
+    parser.add_argument(
+        "--attention-cache",
+        default="exact",
+        choices=["exact", "sampled"],
+        help="exact KV caches (default) or a sampled (LSH-indexed) KV cache per attention layer",
+    )
+    parser.add_argument("--cache-budget", type=int, default=64, help="sampled cache: keys per row (default 64)")
+    parser.add_argument(
+        "--cache-epsilon", type=float, default=None, help="sampled cache: size each row's tail from this error bound"
+    )
 
 
 def run(args: argparse.Namespace) -> str:
@@ -46,7 +56,17 @@ def run(args: argparse.Namespace) -> str:
     )
     prompt = encode(args.prompt or "\n").view(1, -1).to(args.device)
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
-    out = generate(model, prompt, args.max_new_bytes, config, generator=generator, use_cache=args.use_cache)
+    options = dict(budget=args.cache_budget, epsilon=args.cache_epsilon, seed=args.seed)
+    out = generate(
+        model,
+        prompt,
+        args.max_new_bytes,
+        config,
+        generator=generator,
+        use_cache=args.use_cache,
+        attention_cache=args.attention_cache,
+        cache_options=options if args.attention_cache == "sampled" else None,
+    )
     text = decode(out[0].tolist())
     sys.stdout.buffer.write(text.encode("utf-8") + b"\n")
     sys.stdout.flush()

@@ -2,7 +2,8 @@
 
 Decoding is incremental (a cache per layer) when every mixer of the model has a cached forward
 (attention's KV cache, the phase mixer's), and recomputes the window otherwise; both give the
-same logits. Contexts longer than ``max_seq_len`` keep the newest ``max_seq_len`` bytes.
+same logits. ``attention_cache="sampled"`` decodes a model of attention mixers through a
+:class:`~qtransformers.attention.SampledKVCache` per layer (an estimate, not exact attention). Contexts longer than ``max_seq_len`` keep the newest ``max_seq_len`` bytes.
 
 QLLM's quantum-inspired sampler reads a *phase stability* s in [0, 1] at every step: the cosine
 similarity of the last two final hidden states, mapped to [0, 1] (1 = the state stopped moving).
@@ -21,6 +22,7 @@ from torch import Tensor
 
 from qtransformers.exceptions import InvalidArgumentError, ShapeError
 from qtransformers.models import ByteLM
+from qtransformers.models.sampled_decoding import ATTENTION_CACHES, sampled_decode_cache
 
 
 @dataclass
@@ -107,24 +109,35 @@ def generate(
     *,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    attention_cache: str = "exact",
+    cache_options: dict | None = None,
 ) -> Tensor:
-    """Bytes (B, T0 + max_new_bytes) continuing ``prompt`` (B, T0) int64, T0 >= 1."""
+    """Bytes (B, T0 + max_new_bytes) continuing ``prompt`` (B, T0) int64, T0 >= 1.
+
+    ``attention_cache`` = "exact" (tensor KV caches) or "sampled" (a SampledKVCache per layer built
+    with ``cache_options``; needs ``use_cache`` and a model whose mixer is the attention mixer).
+    """
     config = config or SamplingConfig()
     config.validate()
     if prompt.dim() != 2 or prompt.size(1) < 1:
         raise ShapeError(f"expected a non-empty prompt (B, T0), got {tuple(prompt.shape)}")
     if max_new_bytes < 0:
         raise InvalidArgumentError(f"max_new_bytes must be >= 0, got {max_new_bytes}")
+    if attention_cache not in ATTENTION_CACHES:
+        raise InvalidArgumentError(f"attention_cache must be one of {ATTENTION_CACHES}, got {attention_cache!r}")
+    sampled = attention_cache == "sampled"
+    if sampled and not use_cache:
+        raise InvalidArgumentError("attention_cache='sampled' decodes through a cache; it needs use_cache=True")
     model.eval()
     window = model.config.max_seq_len
-    cached = use_cache and model.supports_cache()
+    cached = use_cache and (sampled or model.supports_cache())
     seq = prompt
     cache = None
 
     def full(tokens: Tensor) -> tuple[Tensor, Tensor]:
         if cached:
             nonlocal cache
-            cache = model.new_cache()
+            cache = sampled_decode_cache(model, **(cache_options or {})) if sampled else model.new_cache()
             return model.forward_cached(tokens, cache)
         hidden = model.hidden(tokens)
         return model.logits(hidden[:, -2:]), hidden[:, -2:]

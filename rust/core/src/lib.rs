@@ -7,7 +7,9 @@
 pub mod channels;
 pub mod error;
 pub mod fftconv;
+pub mod kvcache;
 pub mod mps;
 pub mod sampling;
+pub mod simhash;
 
 pub use error::{Error, Result};

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 mod errors;
 mod fftconv;
+mod kvcache;
 mod quantum;
 mod sampling;
 
@@ -18,5 +19,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sampling::register(m)?;
     fftconv::register(m)?;
     quantum::register(m)?;
+    kvcache::register(m)?;
     Ok(())
 }
