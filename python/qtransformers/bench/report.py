@@ -10,17 +10,17 @@ from pathlib import Path
 import numpy as np
 
 
+def _cell(v) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}"
+    return str(v)
+
+
 def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     """Fixed-width text table of ``rows`` (dicts) over ``columns``."""
-
-    def cell(v) -> str:
-        if isinstance(v, float):
-            if math.isnan(v):
-                return "-"
-            return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}"
-        return str(v)
-
-    body = [[cell(r.get(c, "")) for c in columns] for r in rows]
+    body = [[_cell(r.get(c, "")) for c in columns] for r in rows]
     widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines.append("  ".join("-" * w for w in widths))
@@ -29,11 +29,9 @@ def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
 
 
 def format_markdown(rows: Sequence[dict], columns: Sequence[str]) -> str:
-    """The same table as GitHub Markdown (for pasting into the README)."""
-    text = format_table(rows, columns).splitlines()
-    cells = [line.split() for line in text[:1] + text[2:]]
-    out = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(columns)]
-    out += ["| " + " | ".join(c) + " |" for c in cells[1:]]
+    """The same table as GitHub Markdown (for pasting into the README); cells may contain spaces."""
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(_cell(r.get(c, "")).replace("|", "\\|") for c in columns) + " |" for r in rows]
     return "\n".join(out)
 
 
