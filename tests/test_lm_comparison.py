@@ -35,7 +35,8 @@ def _ablate(corpus, out, *extra):
     return list(csv.DictReader(open(out / "ablation.csv")))
 
 
-def test_time_budget_stops_on_time_and_evaluates_the_last_step(corpus, tmp_path):
+@pytest.mark.parametrize("clock", ["wall", "process"])
+def test_time_budget_stops_on_time_and_evaluates_the_last_step(corpus, tmp_path, clock):
     budget = 0.4
     model = ByteLMConfig(mixer="attention", dim=16, layers=1, max_seq_len=16)
     config = TrainConfig(
@@ -46,10 +47,11 @@ def test_time_budget_stops_on_time_and_evaluates_the_last_step(corpus, tmp_path)
         eval_batches=1,
         warmup_steps=1,
         time_budget=budget,
+        budget_clock=clock,
     )
     trainer = Trainer(model, config)
     history = trainer.run()
-    spent = trainer.step_seconds
+    spent = trainer.step_seconds if clock == "wall" else trainer.step_cpu_seconds
     assert 1 < trainer.step == len(history) == len(spent) < 10**6
     assert sum(spent) >= budget > sum(spent[:-1])  # stopped at the first step that reached the budget
     assert "val_loss" in history[-1] and math.isfinite(history[-1]["val_loss"])
@@ -61,6 +63,8 @@ def test_time_budget_is_validated(corpus, tmp_path):
     for bad in (0.0, -1.0):
         with pytest.raises(InvalidArgumentError, match="time_budget"):
             TrainConfig(data=str(corpus), out=str(tmp_path), steps=5, time_budget=bad).resolved()
+    with pytest.raises(InvalidArgumentError, match="budget_clock"):
+        TrainConfig(data=str(corpus), out=str(tmp_path), steps=5, time_budget=1.0, budget_clock="cpu").resolved()
     with pytest.raises(InvalidArgumentError, match="resume"):
         TrainConfig(data=str(corpus), out=str(tmp_path), steps=5, time_budget=1.0, resume=True).resolved()
 
@@ -79,8 +83,8 @@ def test_ablate_equal_time_records_steps_and_seconds(corpus, tmp_path):
         assert row["status"] == "ok", row
         steps, train_s = int(row["steps"]), float(row["train_s"])
         assert steps > 1 and 0.3 <= train_s < 2.0, row
-        assert float(row["wall_s"]) >= train_s
-    assert "0.3 s of training per model" in (tmp_path / "eq" / "ablation.md").read_text()
+        assert float(row["wall_s"]) >= train_s and float(row["cpu_s"]) > 0 and float(row["cpu_ms_per_step"]) > 0
+    assert "0.3 s (wall clock) of training per model" in (tmp_path / "eq" / "ablation.md").read_text()
 
 
 def _args(*argv):

@@ -61,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="equal wall-clock mode: train each model for this many seconds of training steps",
     )
+    parser.add_argument(
+        "--budget-clock",
+        default="wall",
+        choices=["wall", "process"],
+        help="clock of --time-budget: elapsed time, or this process's CPU time (robust on a shared CPU)",
+    )
     parser.add_argument("--eval-every", type=int, default=None, help="validation interval (default steps/5)")
     parser.add_argument("--long-context", type=int, default=1024, help="context of the step-time column (0: skip)")
     parser.add_argument("--heads", type=int, default=None, help="num_heads of every mixer that has heads (default 4)")
@@ -126,8 +132,9 @@ def goal_lines(rows: list[dict], long_context: int) -> list[str]:
 
 
 UNITS_NOTE = (
-    "val_loss: validation nats per byte, val_bpb: bits per byte (held-out last 10 % of the file); steps and train_s: "
-    "steps trained and their summed time, wall_s: the whole run with evaluation; ms_per_step: median training step."
+    "val_loss: validation nats per byte, val_bpb: bits per byte (held-out last 10 % of the file); steps, train_s and "
+    "cpu_s: steps trained and their summed elapsed and process CPU time; wall_s: the whole run with evaluation; "
+    "ms_per_step and cpu_ms_per_step: median training step, elapsed and CPU."
 )
 NANOGPT_NOTE = (
     "The nanoGPT row is nanoGPT's published figure for its CPU configuration (its README: 'gets us a loss of only "
@@ -178,6 +185,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         eval_batches=args.eval_batches,
         ckpt_every=args.steps,
         time_budget=args.time_budget,
+        budget_clock=args.budget_clock,
     )
     only = [n.strip() for n in args.only.split(",")] if args.only else None
     hybrids = [Variant(pattern, pattern) for pattern in args.hybrid]
@@ -194,7 +202,11 @@ def run(args: argparse.Namespace) -> list[dict]:
     )
     bar.close()
     device = torch.device(args.device)
-    budget = f"{args.time_budget:g} s of training per model (steps cap {args.steps})" if args.time_budget else ""
+    budget = (
+        f"{args.time_budget:g} s ({args.budget_clock} clock) of training per model (steps cap {args.steps})"
+        if args.time_budget
+        else ""
+    )
     title = header(
         device,
         torch.float32 if args.dtype in ("auto", "float32") and device.type == "cpu" else torch.bfloat16,

@@ -3,7 +3,9 @@
 With ``time_budget`` (seconds) a run stops after the first step at which its summed training-step
 time reaches the budget (``steps`` is then a cap), the cosine decay follows the fraction of the
 budget spent instead of the fraction of steps, and the last step is evaluated and checkpointed.
-Evaluation and checkpoint time are not counted against the budget.
+Evaluation and checkpoint time are not counted against the budget. ``budget_clock`` is ``"wall"``
+(elapsed time) or ``"process"`` (CPU time of this process, which other processes on a shared CPU
+do not inflate; CPU devices only).
 
 Batches are a pure function of (seed, step): every step draws one global batch of
 ``world_size * batch_size`` windows per micro-step from a generator seeded by the step, and each
@@ -67,6 +69,7 @@ class TrainConfig:
     progress: bool = False
     stop_after: int | None = None
     time_budget: float | None = None
+    budget_clock: str = "wall"
 
     def resolved(self) -> TrainConfig:
         """A copy with defaults filled in (warm-up, checkpoint and eval intervals) and values validated."""
@@ -80,6 +83,10 @@ class TrainConfig:
             raise InvalidArgumentError(f"curriculum must be 'staged' or 'constant', got {self.curriculum!r}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise InvalidArgumentError(f"time_budget must be > 0 seconds, got {self.time_budget}")
+        if self.budget_clock not in ("wall", "process"):
+            raise InvalidArgumentError(f"budget_clock must be 'wall' or 'process', got {self.budget_clock!r}")
+        if self.budget_clock == "process" and torch.device(self.device).type != "cpu":
+            raise InvalidArgumentError("budget_clock='process' counts CPU time, so it needs device='cpu'")
         if self.time_budget is not None and self.resume:
             raise InvalidArgumentError("time_budget and resume cannot be combined (the time spent is not checkpointed)")
         if len(self.energy_weights) != len(ENERGY_TERMS):
@@ -177,6 +184,7 @@ class Trainer:
         self.model = ByteLM(model_config).to(self.device)
         self.optimizer = make_optimizer(self.model, self.config.lr, self.config.weight_decay)
         self.step_seconds: list[float] = []
+        self.step_cpu_seconds: list[float] = []
         c = self.config
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -188,10 +196,11 @@ class Trainer:
         self.history: list[dict] = []
 
     def budget_spent(self) -> float | None:
-        """Fraction of ``time_budget`` spent in training steps so far (None without a time budget)."""
+        """Fraction of ``time_budget`` spent in training steps so far, on ``budget_clock`` (None without a budget)."""
         if self.config.time_budget is None:
             return None
-        return sum(self.step_seconds) / self.config.time_budget
+        spent = self.step_seconds if self.config.budget_clock == "wall" else self.step_cpu_seconds
+        return sum(spent) / self.config.time_budget
 
     def _finished(self) -> bool:
         spent = self.budget_spent()
@@ -335,11 +344,12 @@ class Trainer:
             bar = tqdm(total=c.steps, initial=self.step, desc=f"train {self.model_config.mixer}", unit="step")
         run_steps = 0
         while not self._finished() and (c.stop_after is None or run_steps < c.stop_after):
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             record = self._train_step(model)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self.step_seconds.append(time.perf_counter() - t0)
+            self.step_cpu_seconds.append(time.process_time() - cpu0)
             last = self._finished()
             if self.step % c.eval_every == 0 or last:
                 record["val_loss"] = self.evaluate()
