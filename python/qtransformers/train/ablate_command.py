@@ -31,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--long-context", type=int, default=1024, help="context of the step-time column (0: skip)")
     parser.add_argument("--heads", type=int, default=4, help="num_heads of every mixer that has heads (default 4)")
     parser.add_argument("--only", default=None, help="comma-separated mixer or variant names to run (default all)")
+    parser.add_argument(
+        "--hybrids",
+        nargs="+",
+        default=[],
+        metavar="PATTERN",
+        help="extra variants, one per mixer pattern (e.g. qrh,qrh,qrh,attention hyena+quantum)",
+    )
 
 
 def _bar_chart(rows: list[dict], key: str, ylabel: str, path: Path, title: str) -> None:
@@ -73,7 +80,9 @@ def goal_lines(rows: list[dict], long_context: int) -> list[str]:
 def run(args: argparse.Namespace) -> list[dict]:
     """Run the study, print the table and write CSV, Markdown and PNGs into ``args.out``."""
     out = Path(args.out)
-    base = ByteLMConfig(mixer=BASELINE, dim=args.dim, layers=args.layers, max_seq_len=args.seq_len)
+    base = ByteLMConfig(
+        mixer=BASELINE, dim=args.dim, layers=args.layers, max_seq_len=args.seq_len, position=args.position
+    )
     train = TrainConfig(
         data=args.data,
         out=str(out),
@@ -90,7 +99,13 @@ def run(args: argparse.Namespace) -> list[dict]:
     only = [n.strip() for n in args.only.split(",")] if args.only else None
     bar = tqdm(desc="ablation", unit="variant", disable=not args.progress)
     rows = run_ablation(
-        base, train, long_ctx=args.long_context, only=only, heads=args.heads, progress=lambda row: bar.update(1)
+        base,
+        train,
+        long_ctx=args.long_context,
+        only=only,
+        heads=args.heads,
+        hybrids=args.hybrids,
+        progress=lambda row: bar.update(1),
     )
     bar.close()
     device = torch.device(args.device)

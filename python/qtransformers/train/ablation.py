@@ -20,6 +20,7 @@ from torch import Tensor
 
 from qtransformers import mixers
 from qtransformers.bench.timing import median_ms, peak_memory_bytes
+from qtransformers.mixers.hybrid import parse_pattern
 from qtransformers.models import ByteLM, ByteLMConfig
 from qtransformers.train.trainer import TrainConfig, Trainer, make_optimizer
 
@@ -54,15 +55,13 @@ class Variant:
 
 
 def with_heads(variant: Variant, heads: int | None) -> Variant:
-    """``variant`` with ``num_heads=heads`` added if its mixer's constructor accepts ``num_heads``."""
+    """``variant`` with ``num_heads=heads`` added if a mixer of its pattern accepts ``num_heads``."""
     if heads is None or "num_heads" in variant.options:
         return variant
-    options = {**variant.options, "num_heads": heads}
-    try:
-        mixers.build(variant.mixer, 8 * heads, causal=True, **options)
-    except TypeError:
+    names = {name for entry in parse_pattern(variant.mixer) for name in entry}
+    if not any("num_heads" in mixers.options_of(name) for name in names):
         return variant
-    return Variant(variant.name, variant.mixer, options)
+    return Variant(variant.name, variant.mixer, {**variant.options, "num_heads": heads})
 
 
 def variants(available: list[str] | None = None) -> list[Variant]:
@@ -216,12 +215,17 @@ def run_ablation(
     long_ctx: int = 1024,
     only: list[str] | None = None,
     heads: int | None = None,
+    hybrids: list[str] = (),
     progress=None,
 ) -> list[dict]:
-    """Rows of the study (one per variant; failures recorded in ``status``); each run writes into train.out/<slug>."""
+    """Rows of the study (one per variant, then one per pattern of ``hybrids``; failures recorded in ``status``).
+
+    Each run writes into train.out/<variant name>; a hybrid's variant name is its pattern.
+    """
     target = count_parameters(_variant_config(base, Variant(BASELINE, BASELINE)))
     rows = []
-    chosen = [with_heads(v, heads) for v in variants() if only is None or v.mixer in only or v.name in only]
+    chosen = [v for v in variants() if only is None or v.mixer in only or v.name in only]
+    chosen = [with_heads(v, heads) for v in chosen + [Variant(p, p) for p in hybrids]]
     for variant in chosen:
         cfg = TrainConfig(**{**vars(train), "out": str(Path(train.out) / variant.name), "progress": False})
         try:
