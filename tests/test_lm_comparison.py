@@ -144,5 +144,31 @@ def test_markdown_cells_keep_spaces_and_escape_pipes():
 
 
 def test_namespace_round_trip_keeps_other_options():
-    args = resolve_size(_args("--preset", "nanogpt-cpu", "--hybrid", "qrh,attention", "--time-budget", "9"))
-    assert isinstance(args, argparse.Namespace) and args.hybrid == ["qrh,attention"] and args.time_budget == 9.0
+    args = resolve_size(_args("--preset", "nanogpt-cpu", "--time-budget", "9", "--hybrids", "qrh,attention"))
+    assert isinstance(args, argparse.Namespace) and args.hybrids == ["qrh,attention"] and args.time_budget == 9.0
+
+
+def test_hybrid_patterns_and_rope_rows(corpus, tmp_path):
+    out = tmp_path / "hy"
+    argv = ["--steps", "2", "--layers", "2", "--only", "attention,hyena", "--rope"]
+    rows = _ablate(corpus, out, *argv, "--hybrids", "hyena,attention", "spectral+attention")
+    names = [r["variant"] for r in rows]
+    assert names == [
+        "transformer-sdpa",
+        "transformer-sdpa-rope",
+        "hyena",  # no attention-based mixer, so no RoPE copy
+        "hyena,attention",
+        "hyena,attention-rope",
+        "spectral+attention",
+        "spectral+attention-rope",
+    ]
+    by_name = {r["variant"]: r for r in rows}
+    assert all(r["status"] == "ok" for r in rows), rows
+    table = 16 * 16  # the baseline's position table: max_seq_len x dim
+    base = int(by_name["transformer-sdpa"]["params"])
+    rope = by_name["transformer-sdpa-rope"]
+    assert int(rope["params"]) == base - table and rope["dim"] == by_name["transformer-sdpa"]["dim"]
+    for name in ("hyena,attention", "spectral+attention"):
+        assert abs(int(by_name[name]["params"]) / base - 1) < 0.02
+        assert abs(int(by_name[name + "-rope"]["params"]) / (base - table) - 1) < 0.02
+        assert (out / name / "sample.txt").is_file()

@@ -28,7 +28,6 @@ from qtransformers.train.ablation import (
     PRESETS,
     SAMPLE_BYTES,
     SAMPLE_PROMPT,
-    Variant,
     run_ablation,
     variants,
 )
@@ -72,11 +71,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heads", type=int, default=None, help="num_heads of every mixer that has heads (default 4)")
     parser.add_argument("--only", default=None, help="comma-separated mixer or variant names to run (default all)")
     parser.add_argument(
-        "--hybrid",
-        action="append",
+        "--hybrids",
+        nargs="+",
         default=[],
         metavar="PATTERN",
-        help="add a per-layer mixer pattern as a row, e.g. 'qrh,qrh,qrh,attention' or 'hyena+quantum' (repeatable)",
+        help="extra variants, one per mixer pattern (e.g. qrh,qrh,qrh,attention hyena+quantum)",
+    )
+    parser.add_argument(
+        "--rope",
+        action="store_true",
+        help="add a '<variant>-rope' row (RoPE, no position table) for every variant with an attention-based mixer",
     )
     parser.add_argument("--prompt", default=SAMPLE_PROMPT, help=f"prompt of the samples (default {SAMPLE_PROMPT!r})")
     # Size options are filled from --preset (or SIZE_DEFAULTS) in resolve_size, so an explicit value always wins.
@@ -171,7 +175,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     """Run the study, print the table and write CSV, Markdown and PNGs into ``args.out``."""
     args = resolve_size(args)
     out = Path(args.out)
-    base = ByteLMConfig(mixer=BASELINE, dim=args.dim, layers=args.layers, max_seq_len=args.seq_len)
+    base = ByteLMConfig(
+        mixer=BASELINE, dim=args.dim, layers=args.layers, max_seq_len=args.seq_len, position=args.position
+    )
     train = TrainConfig(
         data=args.data,
         out=str(out),
@@ -188,15 +194,15 @@ def run(args: argparse.Namespace) -> list[dict]:
         budget_clock=args.budget_clock,
     )
     only = [n.strip() for n in args.only.split(",")] if args.only else None
-    hybrids = [Variant(pattern, pattern) for pattern in args.hybrid]
     bar = tqdm(desc="ablation", unit="variant", disable=not args.progress)
     rows = run_ablation(
         base,
         train,
         long_ctx=args.long_context,
         only=only,
-        extra=hybrids,
         heads=args.heads,
+        hybrids=args.hybrids,
+        rope=args.rope,
         prompt=args.prompt,
         progress=lambda row: bar.update(1),
     )

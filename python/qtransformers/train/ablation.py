@@ -22,6 +22,7 @@ from torch import Tensor
 
 from qtransformers import mixers
 from qtransformers.bench.timing import median_ms, peak_memory_bytes
+from qtransformers.mixers.hybrid import parse_pattern
 from qtransformers.models import ByteLM, ByteLMConfig
 from qtransformers.train.data import decode, encode
 from qtransformers.train.generation import SamplingConfig, generate
@@ -93,18 +94,25 @@ class Variant:
     name: str
     mixer: str
     options: dict = field(default_factory=dict)
+    position: str | None = None  # None: the base config's position scheme
+
+
+def rope_variant(variant: Variant) -> Variant | None:
+    """``variant`` with RoPE positions and no position table, named ``<name>-rope``; None if no mixer takes RoPE."""
+    names = {name for entry in parse_pattern(variant.mixer) for name in entry}
+    if not any("rope" in mixers.options_of(name) for name in names):
+        return None
+    return Variant(f"{variant.name}-rope", variant.mixer, variant.options, position="rope")
 
 
 def with_heads(variant: Variant, heads: int | None) -> Variant:
-    """``variant`` with ``num_heads=heads`` added if its mixer's constructor accepts ``num_heads``."""
+    """``variant`` with ``num_heads=heads`` added if a mixer of its pattern accepts ``num_heads``."""
     if heads is None or "num_heads" in variant.options:
         return variant
-    options = {**variant.options, "num_heads": heads}
-    try:
-        mixers.build(variant.mixer, 8 * heads, causal=True, **options)
-    except TypeError:
+    names = {name for entry in parse_pattern(variant.mixer) for name in entry}
+    if not any("num_heads" in mixers.options_of(name) for name in names):
         return variant
-    return Variant(variant.name, variant.mixer, options)
+    return Variant(variant.name, variant.mixer, {**variant.options, "num_heads": heads})
 
 
 def variants(available: list[str] | None = None) -> list[Variant]:
@@ -160,7 +168,10 @@ def match_size(base: ByteLMConfig, variant: Variant, target: int, *, multiple: i
 
 
 def _variant_config(base: ByteLMConfig, variant: Variant, **changes) -> ByteLMConfig:
-    return ByteLMConfig(**{**base.to_dict(), "mixer": variant.mixer, "mixer_options": variant.options, **changes})
+    position = {"position": variant.position} if variant.position else {}
+    return ByteLMConfig(
+        **{**base.to_dict(), "mixer": variant.mixer, "mixer_options": variant.options, **position, **changes}
+    )
 
 
 def saved_activation_bytes(model: ByteLM, tokens: Tensor) -> int:
@@ -225,8 +236,15 @@ def sample(model: ByteLM, prompt: str = SAMPLE_PROMPT, max_new_bytes: int = SAMP
 def run_variant(
     variant: Variant, base: ByteLMConfig, train: TrainConfig, target: int, long_ctx: int, prompt: str = SAMPLE_PROMPT
 ) -> dict:
-    """Train one variant at the matched width and return its row of the table (with a generated ``sample``)."""
-    config = match_size(base, variant, target)
+    """Train one variant at the matched width and return its row of the table (with a generated ``sample``).
+
+    ``target`` is the baseline's parameter count. A variant that drops the baseline's learned position
+    table (``position`` other than the base's ``"learned"``) is matched to ``target`` minus that table,
+    so its mixers and MLPs are as large as the baseline's; ``params_vs_baseline`` shows the difference.
+    """
+    table = base.max_seq_len * base.dim if base.position == "learned" else 0
+    drops_table = variant.position is not None and variant.position != "learned"
+    config = match_size(base, variant, target - table if drops_table else target)
     params = count_parameters(config)
     row = {
         "variant": variant.name,
@@ -279,17 +297,23 @@ def run_ablation(
     only: list[str] | None = None,
     extra: list[Variant] = (),
     heads: int | None = None,
+    hybrids: list[str] = (),
+    rope: bool = False,
     prompt: str = SAMPLE_PROMPT,
     progress=None,
 ) -> list[dict]:
-    """Rows of the study (one per variant; failures recorded in ``status``); each run writes into train.out/<slug>.
+    """Rows of the study (one per variant, then one per pattern of ``hybrids``; failures recorded in ``status``).
 
-    ``only`` picks variants by mixer or variant name; ``extra`` variants (e.g. hybrid patterns) follow them.
+    With ``rope``, each chosen variant with an attention-based mixer is followed by its RoPE copy
+    (:func:`rope_variant`). Each run writes into train.out/<variant name>; a hybrid's variant name is its pattern.
     """
     target = count_parameters(_variant_config(base, Variant(BASELINE, BASELINE)))
     rows = []
-    chosen = [v for v in variants() if only is None or v.mixer in only or v.name in only] + list(extra)
-    for variant in (with_heads(v, heads) for v in chosen):
+    chosen = [v for v in variants() if only is None or v.mixer in only or v.name in only]
+    chosen = [with_heads(v, heads) for v in chosen + [Variant(p, p) for p in hybrids]]
+    if rope:
+        chosen = [w for v in chosen for w in (v, rope_variant(v)) if w is not None]
+    for variant in chosen:
         cfg = TrainConfig(**{**vars(train), "out": str(Path(train.out) / variant.name), "progress": False})
         try:
             rows.append(run_variant(variant, base, cfg, target, long_ctx, prompt))
