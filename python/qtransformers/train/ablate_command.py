@@ -195,6 +195,14 @@ def run(args: argparse.Namespace) -> list[dict]:
     )
     only = [n.strip() for n in args.only.split(",")] if args.only else None
     bar = tqdm(desc="ablation", unit="variant", disable=not args.progress)
+    out.mkdir(parents=True, exist_ok=True)
+    done: list[dict] = []
+
+    def progress(row: dict) -> None:
+        done.append(row)
+        write_csv(done, COLUMNS, out / "ablation.csv")  # rows so far survive an interrupted study
+        bar.update(1)
+
     rows = run_ablation(
         base,
         train,
@@ -204,7 +212,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         hybrids=args.hybrids,
         rope=args.rope,
         prompt=args.prompt,
-        progress=lambda row: bar.update(1),
+        progress=progress,
     )
     bar.close()
     device = torch.device(args.device)
@@ -219,7 +227,6 @@ def run(args: argparse.Namespace) -> list[dict]:
         f"{budget or f'{args.steps} steps'}, ctx {args.seq_len}, batch {args.batch_size}, {args.layers} layers, "
         f"baseline dim {args.dim}, {args.heads} heads" + (f", preset {args.preset}" if args.preset else ""),
     )
-    out.mkdir(parents=True, exist_ok=True)
     write_csv(rows, COLUMNS, out / "ablation.csv")
     shown = [c for c in COLUMNS if c not in ("mixer", "options")]
     table = format_table(rows, shown)
