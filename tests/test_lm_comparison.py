@@ -172,3 +172,40 @@ def test_hybrid_patterns_and_rope_rows(corpus, tmp_path):
         assert abs(int(by_name[name]["params"]) / base - 1) < 0.02
         assert abs(int(by_name[name + "-rope"]["params"]) / (base - table) - 1) < 0.02
         assert (out / name / "sample.txt").is_file()
+
+
+def test_goal_models_are_subquadratic_or_the_issues_hybrids():
+    from qtransformers.train.ablation import is_goal_model
+
+    yes = ["hyena", "qrh", "qrh,qrh,qrh,attention", "hyena,hyena,hyena,quantum", "hyena+quantum", "spectral,quantum"]
+    no = ["attention", "quantum", "phase", "qrh,attention", "hyena+attention", "phase,qrh,qrh,qrh"]
+    assert all(is_goal_model(m, 4) for m in yes) and not any(is_goal_model(m, 4) for m in no)
+    assert is_goal_model("qrh,qrh,qrh,attention", 8) and not is_goal_model("qrh,qrh,attention", 3)
+
+
+def test_goal_report_compares_within_a_position_scheme():
+    from qtransformers.train.ablation import goal_report
+
+    def row(variant, mixer, position, loss, cpu_ms):
+        return dict(variant=variant, mixer=mixer, position=position, val_loss=loss, cpu_ms_per_step=cpu_ms,
+                    ms_per_step=cpu_ms, status="ok")  # fmt: skip
+
+    rows = [
+        row("transformer-sdpa", "attention", "learned", 2.0, 100.0),
+        row("qrh,qrh,qrh,attention", "qrh,qrh,qrh,attention", "learned", 2.1, 40.0),
+        row("hyena", "hyena", "learned", 1.9, 30.0),
+        row("transformer-sdpa-rope", "attention", "rope", 1.5, 100.0),
+        row("qrh,qrh,qrh,attention-rope", "qrh,qrh,qrh,attention", "rope", 1.6, 60.0),
+        {"variant": "spectral", "status": "failed: x"},
+    ]
+    lines = goal_report(rows, 4, time_budget=60.0)
+    assert lines == [
+        "speed: qrh,qrh,qrh,attention trains 2.50x as fast per step as transformer-sdpa (CPU time; 2.50x elapsed): "
+        "reached (goal >= 2x)",
+        "quality at equal time: best sub-quadratic or hybrid hyena val_loss 1.9000 vs transformer-sdpa 2.0000: reached",
+        "speed: qrh,qrh,qrh,attention-rope trains 1.67x as fast per step as transformer-sdpa-rope (CPU time; 1.67x "
+        "elapsed): NOT reached (goal >= 2x)",
+        "quality at equal time: best sub-quadratic or hybrid qrh,qrh,qrh,attention-rope val_loss 1.6000 vs "
+        "transformer-sdpa-rope 1.5000: NOT reached",
+    ]
+    assert not any("quality" in line for line in goal_report(rows, 4, time_budget=None))

@@ -28,6 +28,7 @@ from qtransformers.train.ablation import (
     PRESETS,
     SAMPLE_BYTES,
     SAMPLE_PROMPT,
+    goal_report,
     run_ablation,
     variants,
 )
@@ -230,7 +231,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     write_csv(rows, COLUMNS, out / "ablation.csv")
     shown = [c for c in COLUMNS if c not in ("mixer", "options")]
     table = format_table(rows, shown)
-    goals = goal_lines(rows, args.long_context)
+    goals = goal_lines(rows, args.long_context) + goal_report(rows, args.layers, time_budget=args.time_budget)
     shown_rows = rows + [nanogpt_row(shown)] if args.preset == "nanogpt-cpu" else rows
     notes = [UNITS_NOTE] + ([NANOGPT_NOTE] if args.preset == "nanogpt-cpu" else [])
     (out / "ablation.md").write_text(

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from qtransformers import mixers
 from qtransformers.bench.timing import median_ms, peak_memory_bytes
-from qtransformers.mixers.hybrid import parse_pattern
+from qtransformers.mixers.hybrid import layer_mixers, parse_pattern
 from qtransformers.models import ByteLM, ByteLMConfig
 from qtransformers.train.data import decode, encode
 from qtransformers.train.generation import SamplingConfig, generate
@@ -35,6 +35,7 @@ COLUMNS = [
     "options",
     "dim",
     "mlp_hidden",
+    "position",
     "params",
     "params_vs_baseline",
     "val_loss",
@@ -52,6 +53,10 @@ COLUMNS = [
     "long_ctx_peak_mem_MiB",
     "status",
 ]
+# Mixers whose cost grows slower than the sequence length squared (FFT convolutions); the issue's
+# hybrids are these with at most one layer in four of exact attention, or with sampled attention.
+SUBQUADRATIC = frozenset({"fnet", "hyena", "qrh", "spectral"})
+SAMPLED_ATTENTION = "quantum"
 SAMPLE_PROMPT = "ROMEO:"
 SAMPLE_BYTES = 200
 SAMPLING = SamplingConfig(temperature=0.8, top_k=40)
@@ -254,6 +259,7 @@ def run_variant(
         "mlp_hidden": config.mlp_hidden,
         "params": params,
         "params_vs_baseline": params / target,
+        "position": config.position,
     }
     device = torch.device(train.device)
     trainer = Trainer(config, train)
@@ -329,3 +335,45 @@ def run_ablation(
         if progress is not None:
             progress(rows[-1])
     return rows
+
+
+def is_goal_model(mixer: str, layers: int) -> bool:
+    """Whether ``mixer`` (a name or pattern over ``layers`` layers) is sub-quadratic or one of the issue's hybrids.
+
+    Hybrids: every layer is sub-quadratic except at most one in four that holds exact ``attention``,
+    or sub-quadratic layers with the sampled attention (``quantum``) in some.
+    """
+    entries = layer_mixers(mixer, layers)
+    names = {name for entry in entries for name in entry}
+    if not names & SUBQUADRATIC or not names <= SUBQUADRATIC | {BASELINE, SAMPLED_ATTENTION}:
+        return False
+    return 4 * sum(BASELINE in entry for entry in entries) <= layers
+
+
+def goal_report(rows: list[dict], layers: int, *, time_budget: float | None) -> list[str]:
+    """Issue 13's goals checked on ``rows``, each against the attention row with the same position scheme.
+
+    Speed: a hybrid (:func:`is_goal_model`, not a single mixer) trains >= 2x faster per step than
+    attention (process CPU time; elapsed shown beside it). Quality, with a time budget: some
+    sub-quadratic or hybrid model reaches a lower validation loss than attention.
+    """
+    ok = [r for r in rows if r.get("status") == "ok"]
+    lines = []
+    for base in (r for r in ok if r["mixer"] == BASELINE):
+        group = [r for r in ok if r["position"] == base["position"] and is_goal_model(r["mixer"], layers)]
+        for r in (r for r in group if len(parse_pattern(r["mixer"])) > 1 or "+" in r["mixer"]):
+            cpu = base["cpu_ms_per_step"] / r["cpu_ms_per_step"]
+            wall = base["ms_per_step"] / r["ms_per_step"]
+            verdict = "reached" if cpu >= 2 else "NOT reached"
+            lines.append(
+                f"speed: {r['variant']} trains {cpu:.2f}x as fast per step as {base['variant']} "
+                f"(CPU time; {wall:.2f}x elapsed): {verdict} (goal >= 2x)"
+            )
+        if time_budget is not None and group:
+            best = min(group, key=lambda r: r["val_loss"])
+            verdict = "reached" if best["val_loss"] < base["val_loss"] else "NOT reached"
+            lines.append(
+                f"quality at equal time: best sub-quadratic or hybrid {best['variant']} val_loss "
+                f"{best['val_loss']:.4f} vs {base['variant']} {base['val_loss']:.4f}: {verdict}"
+            )
+    return lines
