@@ -68,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="clock of --time-budget: elapsed time, or this process's CPU time (robust on a shared CPU)",
     )
     parser.add_argument("--eval-every", type=int, default=None, help="validation interval (default steps/5)")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="warm-up steps (default min(100, steps/10); set it with --time-budget)"
+    )
     parser.add_argument("--long-context", type=int, default=1024, help="context of the step-time column (0: skip)")
     parser.add_argument("--heads", type=int, default=None, help="num_heads of every mixer that has heads (default 4)")
     parser.add_argument("--only", default=None, help="comma-separated mixer or variant names to run (default all)")
@@ -191,6 +194,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         eval_every=args.eval_every,
         eval_batches=args.eval_batches,
         ckpt_every=args.steps,
+        warmup_steps=args.warmup,
         time_budget=args.time_budget,
         budget_clock=args.budget_clock,
     )
