@@ -112,7 +112,7 @@ def _bar_chart(rows: list[dict], key: str, ylabel: str, path: Path, title: str) 
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(done)), 4.5))
     ax.bar([r["variant"] for r in done], [r[key] for r in done], color="tab:blue")
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=7, wrap=True)
     ax.tick_params(axis="x", rotation=30, labelsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -243,13 +243,12 @@ def run(args: argparse.Namespace) -> list[dict]:
     )
     (out / "samples.md").write_text(samples_markdown(rows, args.prompt))
     _bar_chart(rows, "val_bpb", "validation bits per byte", out / "ablation_val_bpb.png", title)
-    _bar_chart(
-        rows,
-        "long_ctx_ms_per_step",
-        f"ms per training step at context {args.long_context}",
-        out / "ablation_step_time.png",
-        title,
+    time_key, time_label = (
+        ("long_ctx_ms_per_step", f"ms per training step at context {args.long_context} (batch 1)")
+        if args.long_context
+        else ("cpu_ms_per_step", f"CPU ms per training step at context {args.seq_len} (batch {args.batch_size})")
     )
+    _bar_chart(rows, time_key, time_label, out / "ablation_step_time.png", title)
     curves = [
         {"step": s, "val_loss": v, "variant": r["variant"]}
         for r in rows
