@@ -1,4 +1,8 @@
-"""Absolute position for the spectral mixers: a time-domain rotary phase that is not undone.
+"""Rotary positions: RoPE on queries and keys, and an absolute rotary phase for the spectral mixers.
+
+:func:`rope` rotates query and key pairs by angles proportional to the position, so an
+attention score depends only on the offset between the two positions (relative position,
+defined at any length). The rest of this docstring is about :func:`absolute_phase`.
 
 Convolutions (and every FFT mixer) are shift-equivariant: on their own they cannot tell
 position t from t + s. :func:`absolute_phase` rotates each consecutive channel pair
@@ -23,13 +27,16 @@ from torch import Tensor
 from qtransformers.exceptions import ShapeError
 
 
-def phase_angles(t: int, dim: int, *, group: int = 2, base: float = 10000.0, device=None) -> Tensor:
-    """Angles t·θ for the dim/2 channel pairs over positions 0..t-1, float32 (dim/2, t)."""
+def phase_angles(
+    t: int, dim: int, *, group: int = 2, base: float = 10000.0, offset: int = 0, device=None, dtype=torch.float32
+) -> Tensor:
+    """Angles t·θ for the dim/2 channel pairs over positions offset..offset+t-1, (dim/2, t) in ``dtype``."""
     if dim % group or group % 2:
         raise ShapeError(f"dim {dim} must be divisible by an even group {group}")
-    freqs = base ** (-torch.arange(dim // group, device=device, dtype=torch.float32) / max(dim // group, 1))
+    freqs = base ** (-torch.arange(dim // group, device=device, dtype=dtype) / max(dim // group, 1))
     per_pair = freqs.repeat_interleave(group // 2)
-    return per_pair[:, None] * torch.arange(t, device=device, dtype=torch.float32)[None, :]
+    positions = torch.arange(offset, offset + t, device=device, dtype=dtype)
+    return per_pair[:, None] * positions[None, :]
 
 
 def _rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor, channels_first: bool) -> Tensor:
@@ -60,6 +67,22 @@ class _PhaseRotate(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         cos, sin = ctx.saved_tensors
         return _rotate_pairs(grad.contiguous(), cos, -sin, ctx.channels_first), None, None, None
+
+
+def rope(x: Tensor, base: float = 10000.0, *, offset: int = 0) -> Tensor:
+    """Rotary position embedding (RoPE) of queries or keys x (B, H, T, E), E even; positions start at ``offset``.
+
+    Pair (2i, 2i+1) of the vector at position p is rotated by p·θ_i, θ_i = base^(-2i/E) (RoFormer's
+    frequencies, interleaved pairs). Applied to both q and k, the score q_p·k_s depends on p - s only.
+    Angles are taken in float64 for float64 x, else in float32 (never in half precision).
+    """
+    if x.dim() != 4 or x.size(-1) % 2:
+        raise ShapeError(f"rope needs x (B, H, T, E) with E even, got {tuple(x.shape)}")
+    b, h, t, e = x.shape
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    angle = phase_angles(t, e, base=base, offset=offset, device=x.device, dtype=dtype)
+    flat = x.reshape(b * h, t, e)
+    return _PhaseRotate.apply(flat, angle.cos().to(x.dtype), angle.sin().to(x.dtype), False).view(b, h, t, e)
 
 
 def absolute_phase(x: Tensor, base: float = 10000.0, *, group: int = 2, channels_first: bool = False) -> Tensor:

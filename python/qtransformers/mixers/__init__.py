@@ -4,6 +4,6 @@ Every mixer is built as ``build(name, dim, causal=..., **options)``; a mixer tha
 registered as causal never lets position t see positions t' > t (tests check it).
 """
 
-from qtransformers.mixers.registry import available, build, register, supports_causal
+from qtransformers.mixers.registry import available, build, options_of, register, supports_causal
 
-__all__ = ["available", "build", "register", "supports_causal"]
+__all__ = ["available", "build", "options_of", "register", "supports_causal"]

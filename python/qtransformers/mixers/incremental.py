@@ -14,16 +14,23 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qtransformers.exceptions import InvalidArgumentError
-from qtransformers.mixers.attention import SelfAttentionMixer
+from qtransformers.mixers.attention import SelfAttentionMixer, rotate_qk
 
 _STEPPERS: dict[type, Callable[[nn.Module, Tensor, dict], Tensor]] = {}
+_SUPPORTED: dict[type, Callable[[nn.Module], bool]] = {}
 
 
-def register_incremental(cls: type):
-    """Decorator registering ``fn(mixer, x_new, cache) -> y_new`` as the cached forward of ``cls``."""
+def register_incremental(cls: type, supported: Callable[[nn.Module], bool] | None = None):
+    """Decorator registering ``fn(mixer, x_new, cache) -> y_new`` as the cached forward of ``cls``.
+
+    ``supported(mixer)``, if given, says whether a particular instance can use it (e.g. a parallel
+    hybrid only when each of its branches can).
+    """
 
     def decorate(fn):
         _STEPPERS[cls] = fn
+        if supported is not None:
+            _SUPPORTED[cls] = supported
         return fn
 
     return decorate
@@ -31,7 +38,10 @@ def register_incremental(cls: type):
 
 def supports_incremental(mixer: nn.Module) -> bool:
     """Whether ``mixer`` has a cached forward and is causal (otherwise decode by recomputing)."""
-    return type(mixer) in _STEPPERS and bool(getattr(mixer, "causal", False))
+    kind = type(mixer)
+    if kind not in _STEPPERS or not getattr(mixer, "causal", False):
+        return False
+    return kind not in _SUPPORTED or _SUPPORTED[kind](mixer)
 
 
 def forward_incremental(mixer: nn.Module, x: Tensor, cache: dict) -> Tensor:
@@ -66,5 +76,6 @@ def cached_attention(q: Tensor, k: Tensor, v: Tensor, cache: dict) -> Tensor:
 def _attention_incremental(mixer: SelfAttentionMixer, x: Tensor, cache: dict) -> Tensor:
     b, t, _ = x.shape
     q, k, v = mixer.qkv(x).view(b, t, 3, mixer.num_heads, -1).permute(2, 0, 3, 1, 4)
+    q, k = rotate_qk(q, k, mixer.rope_base, offset=cache["k"].size(2) if "k" in cache else 0)
     y = cached_attention(q, k, v, cache)
     return mixer.out(y.transpose(1, 2).reshape(b, t, mixer.dim))

@@ -4,7 +4,9 @@ Every position carries, per head, a state of ``head_dim`` complex amplitudes
 ``a * exp(i * phi)`` whose amplitudes and phases depend on the input (bounded with tanh and
 softplus: no data-dependent Python branches, so no host synchronisation). The base phases
 start at golden-ratio angles ``2*pi*frac(k*phi_golden)`` (evenly spread, never aligned), and a
-rotary term ``omega_j * t`` adds relative position. Position t interferes with every s <= t:
+rotary term ``omega_j * t`` adds relative position (``rope=True``, the default; it is RoPE on
+the complex pairs (Re, Im) of the state, ``omega_j = rope_base^(-j/head_dim)``, the angles of
+:func:`qtransformers.functional.position.phase_angles`). Position t interferes with every s <= t:
 the score ``Re <psi_t, psi_s> = sum_j a_tj a_sj cos(phi_tj - phi_sj + omega_j (t - s))`` is
 turned into causal attention weights over the values (one SDPA call on the real/imaginary
 planes). A concept layer then softly assigns each position to learned concept vectors.
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qtransformers.exceptions import InvalidArgumentError, ShapeError
+from qtransformers.functional.position import phase_angles
 from qtransformers.mixers.incremental import cached_attention, register_incremental
 from qtransformers.mixers.registry import register
 
@@ -101,7 +104,8 @@ class PhaseMixer(nn.Module):
         num_heads: int = 4,
         concepts: int = 16,
         max_phase_shift: float = math.pi,
-        rotary_base: float = 10000.0,
+        rope: bool = True,
+        rope_base: float = 10000.0,
     ) -> None:
         super().__init__()
         if dim % num_heads != 0:
@@ -113,8 +117,7 @@ class PhaseMixer(nn.Module):
         self.max_phase_shift = max_phase_shift
         self.proj = nn.Linear(dim, 5 * dim)
         self.base_phase = nn.Parameter(golden_phases(dim).view(num_heads, self.head_dim))
-        freq = rotary_base ** (-torch.arange(self.head_dim, dtype=torch.float32) / self.head_dim)
-        self.register_buffer("freq", freq, persistent=False)
+        self.rope_base = rope_base if rope else None
         self.out = nn.Linear(dim, dim)
         self.concept = ConceptLayer(dim, concepts) if concepts else None
         self.energies: dict[str, Tensor] | None = None
@@ -132,10 +135,12 @@ class PhaseMixer(nn.Module):
         phase_k = self.base_phase + self.max_phase_shift * torch.tanh(kp.float())
         if cache is None:
             self.energies = phase_energies(phase_k)
-        pos = torch.arange(offset, offset + t, device=x.device, dtype=torch.float32)
-        rotation = (pos[:, None] * self.freq).view(1, t, 1, self.head_dim)
-        q = _polar_features(F.softplus(qa), phase_q + rotation)
-        k = _polar_features(F.softplus(ka), phase_k + rotation)
+        if self.rope_base is not None:
+            angles = phase_angles(t, 2 * self.head_dim, base=self.rope_base, offset=offset, device=x.device)
+            rotation = angles.t().reshape(1, t, 1, self.head_dim)
+            phase_q, phase_k = phase_q + rotation, phase_k + rotation
+        q = _polar_features(F.softplus(qa), phase_q)
+        k = _polar_features(F.softplus(ka), phase_k)
         v = v.transpose(1, 2)
         if cache is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)

@@ -162,7 +162,7 @@ class QRHLayer(nn.Module):
         return f"embed_dim={self.embed_dim}, group={self.group}, {causal}"
 
 
-@register("qrh")
+@register("qrh", signature_of=QRHLayer)
 def build_qrh(dim: int, *, causal: bool = True, **options) -> QRHLayer:
     """The "qrh" mixer of width ``dim`` (divisible by 4): a :class:`QRHLayer` with embed_dim = dim / 4."""
     if dim % 4 != 0:

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from qtransformers.exceptions import InvalidArgumentError, ShapeError
 from qtransformers.functional.quantum import quantum_attention
+from qtransformers.mixers.attention import check_heads, rotate_qk
 from qtransformers.mixers.registry import register
 
 
@@ -22,7 +23,9 @@ class QuantumAttentionMixer(nn.Module):
     The block control variate uses blocks of ``cv_block`` keys, fixed at construction so the
     operator does not change with the sequence length. ``seed`` seeds the mixer's generator;
     each forward draws fresh shots from it. ``backend_options`` go to :func:`quantum_attention`
-    as keywords (for ``backend="lsh"``: epsilon, delta, bits, tables, sinks, window).
+    as keywords (for ``backend="lsh"``: epsilon, delta, bits, tables, sinks, window). ``rope=True``
+    applies rotary positions to q and k (as the attention mixer does); the mixer has no cached
+    decode, so generation recomputes the window.
     """
 
     def __init__(
@@ -40,13 +43,15 @@ class QuantumAttentionMixer(nn.Module):
         seed: int = 0,
         bias: bool = True,
         backend_options: dict | None = None,
+        rope: bool = False,
+        rope_base: float = 10000.0,
     ) -> None:
         super().__init__()
-        if dim % num_heads != 0:
-            raise InvalidArgumentError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        check_heads(dim, num_heads, rope)
         if causal and adaptive:
             raise InvalidArgumentError("the causal quantum mixer does not support adaptive=True (it couples rows)")
         self.dim, self.num_heads, self.causal = dim, num_heads, causal
+        self.rope_base = rope_base if rope else None
         self.options: dict[str, Any] = dict(
             backend=backend,
             num_samples=num_samples,
@@ -68,6 +73,7 @@ class QuantumAttentionMixer(nn.Module):
             self.generator = torch.Generator(device=x.device).manual_seed(int(self.generator.initial_seed()))
         b, t, _ = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k = rotate_qk(q, k, self.rope_base)
         y = quantum_attention(q, k, v, is_causal=self.causal, generator=self.generator, **self.options)
         assert isinstance(y, Tensor)  # need_weights=False: the output alone
         return self.out(y.transpose(1, 2).reshape(b, t, self.dim))

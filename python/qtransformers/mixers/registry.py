@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,6 +23,7 @@ class _Entry:
     factory: Callable[..., nn.Module]
     causal: bool
     non_causal: bool
+    signature_of: Callable[..., object]
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -38,13 +40,17 @@ BUILTIN_MODULES = (
 """Modules whose import registers the built-in mixers."""
 
 
-def register(name: str, *, causal: bool = True, non_causal: bool = True):
-    """Class/function decorator registering a mixer factory ``f(dim, *, causal, **options)``."""
+def register(name: str, *, causal: bool = True, non_causal: bool = True, signature_of: Callable | None = None):
+    """Class/function decorator registering a mixer factory ``f(dim, *, causal, **options)``.
+
+    The factory's keyword-only parameters (or those of ``signature_of``, for a factory that
+    forwards ``**options``) are the mixer's options (:func:`options_of`).
+    """
 
     def decorate(factory):
         if name in _REGISTRY:
             raise InvalidArgumentError(f"mixer {name!r} is already registered")
-        _REGISTRY[name] = _Entry(factory, causal, non_causal)
+        _REGISTRY[name] = _Entry(factory, causal, non_causal, signature_of or factory)
         return factory
 
     return decorate
@@ -70,6 +76,13 @@ def supports_causal(name: str) -> bool:
     """Whether mixer ``name`` can be built with ``causal=True``."""
     _ensure_loaded()
     return _lookup(name).causal
+
+
+def options_of(name: str) -> frozenset[str]:
+    """Names of the options (keyword-only constructor parameters other than ``causal``) mixer ``name`` accepts."""
+    _ensure_loaded()
+    parameters = inspect.signature(_lookup(name).signature_of).parameters.values()
+    return frozenset(p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.name != "causal")
 
 
 def _lookup(name: str) -> _Entry:

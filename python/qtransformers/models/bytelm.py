@@ -1,7 +1,10 @@
-"""ByteLM: a byte-level (vocabulary 256) language model over any registered causal mixer.
+"""ByteLM: a byte-level (vocabulary 256) language model over any causal mixer or hybrid pattern.
 
-Pre-norm residual blocks ``x + mixer(LN(x))`` and ``x + MLP(LN(x))``, learned absolute position
-embeddings, a final LayerNorm and an output layer tied to the byte embedding.
+Pre-norm residual blocks ``x + mixer(LN(x))`` and ``x + MLP(LN(x))``, a position scheme (learned
+absolute embeddings, rotary positions in the attention-based mixers, or none), a final LayerNorm
+and an output layer tied to the byte embedding. The mixer of each layer comes from a pattern
+(:mod:`qtransformers.mixers.hybrid`): a single name, ``"qrh,qrh,qrh,attention"`` (repeated to
+the depth) or ``"hyena+quantum"`` (parallel mixers summed).
 """
 
 from __future__ import annotations
@@ -13,20 +16,28 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from qtransformers import mixers
 from qtransformers.exceptions import InvalidArgumentError, ShapeError
+from qtransformers.mixers import options_of
+from qtransformers.mixers.hybrid import build_entry, check_options, layer_mixers
 from qtransformers.mixers.incremental import forward_incremental, supports_incremental
 
 VOCAB_SIZE = 256
+POSITIONS = ("learned", "rope", "none")
 
 
 @dataclass
 class ByteLMConfig:
-    """Hyper-parameters of :class:`ByteLM`; ``mixer`` is any name from ``mixers.available(causal=True)``.
+    """Hyper-parameters of :class:`ByteLM`; ``mixer`` is a causal mixer name or a hybrid pattern.
 
+    ``mixer``: a name from ``mixers.available(causal=True)`` or a pattern of them
+    (:mod:`qtransformers.mixers.hybrid`, which also says how ``mixer_options`` reach several mixers).
     The MLP hidden width is ``mlp_hidden`` if given, else ``mlp_ratio * dim``. A ``qrh`` mixer is
     built with ``max_len=max_seq_len`` unless ``mixer_options`` sets it (its causal kernel is
     defined on that fixed length, the same for training, evaluation and generation).
+    ``position``: ``"learned"`` (a table of ``max_seq_len`` absolute embeddings, the default),
+    ``"rope"`` (no table; every mixer with a ``rope`` option gets ``rope=True``: attention, quantum,
+    phase) or ``"none"`` (no table; mixers keep their own defaults). Without a table the model runs
+    at any length its mixers allow (:meth:`ByteLM.max_context`).
     """
 
     mixer: str = "attention"
@@ -37,6 +48,7 @@ class ByteLMConfig:
     mlp_hidden: int | None = None
     mixer_options: dict = field(default_factory=dict)
     activation_checkpointing: bool = False
+    position: str = "learned"
 
     def to_dict(self) -> dict:
         """JSON-serialisable form (saved beside checkpoints)."""
@@ -48,17 +60,26 @@ class ByteLMConfig:
         return cls(**data)
 
 
-class Block(nn.Module):
-    """Pre-norm residual block: token mixer then MLP; (B, T, D) -> (B, T, D)."""
+def mixer_defaults(config: ByteLMConfig, names: set[str]) -> dict[str, dict]:
+    """Options the model gives mixers unless ``mixer_options`` overrides them (qrh's max_len, RoPE)."""
+    defaults: dict[str, dict] = {name: {} for name in names}
+    if "qrh" in names:
+        defaults["qrh"]["max_len"] = config.max_seq_len
+    if config.position == "rope":
+        for name in names:
+            if "rope" in options_of(name):
+                defaults[name]["rope"] = True
+    return defaults
 
-    def __init__(self, config: ByteLMConfig) -> None:
+
+class Block(nn.Module):
+    """Pre-norm residual block: token mixer (``entry``'s mixer names) then MLP; (B, T, D) -> (B, T, D)."""
+
+    def __init__(self, config: ByteLMConfig, entry: tuple[str, ...]) -> None:
         super().__init__()
         dim, hidden = config.dim, config.mlp_hidden or config.mlp_ratio * config.dim
         self.norm1 = nn.LayerNorm(dim)
-        options = dict(config.mixer_options)
-        if config.mixer == "qrh":
-            options.setdefault("max_len", config.max_seq_len)
-        self.mixer = mixers.build(config.mixer, dim, causal=True, **options)
+        self.mixer = build_entry(entry, dim, config.mixer_options, mixer_defaults(config, set(entry)))
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
@@ -90,31 +111,51 @@ class ByteLM(nn.Module):
             raise InvalidArgumentError(
                 f"dim, layers and max_seq_len must be >= 1, got {config.dim}, {config.layers}, {config.max_seq_len}"
             )
-        if not mixers.supports_causal(config.mixer):
-            raise InvalidArgumentError(f"mixer {config.mixer!r} cannot be causal, so it cannot be a language model")
+        if config.position not in POSITIONS:
+            raise InvalidArgumentError(f"position must be one of {POSITIONS}, got {config.position!r}")
+        pattern = layer_mixers(config.mixer, config.layers)
+        check_options(config.mixer, config.mixer_options)
         self.config = config
         self.embed = nn.Embedding(VOCAB_SIZE, config.dim)
-        self.pos = nn.Embedding(config.max_seq_len, config.dim)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
+        self.pos = nn.Embedding(config.max_seq_len, config.dim) if config.position == "learned" else None
+        self.blocks = nn.ModuleList(Block(config, entry) for entry in pattern)
         self.norm = nn.LayerNorm(config.dim)
         nn.init.normal_(self.embed.weight, std=0.02)
-        nn.init.normal_(self.pos.weight, std=0.02)
+        if self.pos is not None:
+            nn.init.normal_(self.pos.weight, std=0.02)
 
     def num_parameters(self) -> int:
         """Number of trainable parameters (the tied output layer counted once)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
+    def max_context(self) -> int | None:
+        """Longest input the model accepts: ``max_seq_len`` with a learned table, else the smallest
+        ``max_len`` of its mixers (a causal qrh kernel is defined up to it), None when unlimited."""
+        if self.pos is not None:
+            return self.config.max_seq_len
+        limits = [m.max_len for m in self.modules() if isinstance(getattr(m, "max_len", None), int)]
+        return min(limits) if limits else None
+
     def _check(self, tokens: Tensor, offset: int = 0) -> None:
         if tokens.dim() != 2:
             raise ShapeError(f"expected tokens (B, T), got {tuple(tokens.shape)}")
-        if offset + tokens.size(1) > self.config.max_seq_len:
-            raise ShapeError(f"positions up to {offset + tokens.size(1)} exceed max_seq_len {self.config.max_seq_len}")
+        limit = self.max_context()
+        if limit is not None and offset + tokens.size(1) > limit:
+            raise ShapeError(
+                f"positions up to {offset + tokens.size(1)} exceed the model's longest context {limit} "
+                f"(position={self.config.position!r}, max_seq_len {self.config.max_seq_len})"
+            )
+
+    def _embed(self, tokens: Tensor, offset: int) -> Tensor:
+        x = self.embed(tokens)
+        if self.pos is None:
+            return x
+        return x + self.pos(torch.arange(offset, offset + tokens.size(1), device=tokens.device))
 
     def hidden(self, tokens: Tensor) -> Tensor:
         """Final normalised hidden states (B, T, D) of ``tokens`` (B, T)."""
         self._check(tokens)
-        t = tokens.size(1)
-        x = self.embed(tokens) + self.pos(torch.arange(t, device=tokens.device))
+        x = self._embed(tokens, 0)
         for block in self.blocks:
             if self.config.activation_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(block, x, use_reentrant=False)
@@ -137,7 +178,7 @@ class ByteLM(nn.Module):
 
     def energy_terms(self) -> dict[str, Tensor] | None:
         """Mean over layers of the phase energies recorded by the last forward (None without phase mixers)."""
-        recorded = [b.mixer.energies for b in self.blocks if getattr(b.mixer, "energies", None) is not None]
+        recorded = [m.energies for m in self.modules() if getattr(m, "energies", None) is not None]
         if not recorded:
             return None
         return {name: torch.stack([r[name] for r in recorded]).mean() for name in recorded[0]}
@@ -156,8 +197,7 @@ class ByteLM(nn.Module):
         """(logits, hidden) at the newest positions ``tokens`` (B, t) after ``cache.length`` earlier ones."""
         self._check(tokens, cache.length)
         t = tokens.size(1)
-        positions = torch.arange(cache.length, cache.length + t, device=tokens.device)
-        x = self.embed(tokens) + self.pos(positions)
+        x = self._embed(tokens, cache.length)
         for block, layer_cache in zip(self.blocks, cache.layers):
             x = block.forward_cached(x, layer_cache)
         cache.length += t

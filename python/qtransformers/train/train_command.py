@@ -1,6 +1,7 @@
 """``qtransformers train``: train a byte-level language model on a text file.
 
-``--model`` is any causal mixer name from the registry. Run it under
+``--model`` is any causal mixer name from the registry or a hybrid pattern of them
+(``qrh,qrh,qrh,attention``, ``hyena+quantum``; see :mod:`qtransformers.mixers.hybrid`). Run it under
 ``torchrun --nproc_per_node=K -m qtransformers train ...`` for data parallel training.
 """
 
@@ -15,6 +16,7 @@ import torch.distributed as dist
 from qtransformers import mixers
 from qtransformers.exceptions import InvalidArgumentError
 from qtransformers.models import ByteLMConfig
+from qtransformers.models.bytelm import POSITIONS
 from qtransformers.train.trainer import DTYPES, TrainConfig, Trainer
 
 
@@ -49,6 +51,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dim", type=int, default=128, help="model width (default 128)")
     parser.add_argument("--layers", type=int, default=4, help="number of blocks (default 4)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    parser.add_argument(
+        "--position",
+        default="learned",
+        choices=list(POSITIONS),
+        help="learned position table, rotary positions in the attention-based mixers, or none (default learned)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     parser.add_argument(
         "--dtype", default="auto", choices=["auto", *sorted(DTYPES)], help="autocast dtype (auto: bf16 on GPU)"
@@ -60,7 +68,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``qtransformers train``."""
-    parser.add_argument("--model", required=True, help="causal mixer name: " + ", ".join(mixers.available(causal=True)))
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="causal mixer name or pattern (e.g. qrh,qrh,qrh,attention or hyena+quantum), names from: "
+        + ", ".join(mixers.available(causal=True)),
+    )
     parser.add_argument("--data", required=True, help="any text file (read as raw bytes)")
     parser.add_argument("--steps", type=int, required=True, help="optimizer steps")
     parser.add_argument("--out", required=True, help="run folder: metrics.jsonl, loss.png, checkpoints")
@@ -88,6 +101,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         max_seq_len=args.seq_len,
         mixer_options=parse_mixer_options(args.mixer_options),
         activation_checkpointing=args.activation_checkpointing,
+        position=args.position,
     )
     config = TrainConfig(
         data=args.data,

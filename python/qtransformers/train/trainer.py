@@ -1,5 +1,12 @@
 """The training loop: AdamW, warm-up + cosine decay, clipping, mixed precision, DDP, exact resume.
 
+With ``time_budget`` (seconds) a run stops after the first step at which its summed training-step
+time reaches the budget (``steps`` is then a cap), the cosine decay follows the fraction of the
+budget spent instead of the fraction of steps, and the last step is evaluated and checkpointed.
+Evaluation and checkpoint time are not counted against the budget. ``budget_clock`` is ``"wall"``
+(elapsed time) or ``"process"`` (CPU time of this process, which other processes on a shared CPU
+do not inflate; CPU devices only).
+
 Batches are a pure function of (seed, step): every step draws one global batch of
 ``world_size * batch_size`` windows per micro-step from a generator seeded by the step, and each
 process takes its slice. So a resumed run sees exactly the batches an uninterrupted run sees, and
@@ -61,6 +68,8 @@ class TrainConfig:
     resume: bool = False
     progress: bool = False
     stop_after: int | None = None
+    time_budget: float | None = None
+    budget_clock: str = "wall"
 
     def resolved(self) -> TrainConfig:
         """A copy with defaults filled in (warm-up, checkpoint and eval intervals) and values validated."""
@@ -72,6 +81,14 @@ class TrainConfig:
             raise InvalidArgumentError(f"dtype must be auto or one of {sorted(DTYPES)}, got {self.dtype!r}")
         if self.curriculum not in ("staged", "constant"):
             raise InvalidArgumentError(f"curriculum must be 'staged' or 'constant', got {self.curriculum!r}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise InvalidArgumentError(f"time_budget must be > 0 seconds, got {self.time_budget}")
+        if self.budget_clock not in ("wall", "process"):
+            raise InvalidArgumentError(f"budget_clock must be 'wall' or 'process', got {self.budget_clock!r}")
+        if self.budget_clock == "process" and torch.device(self.device).type != "cpu":
+            raise InvalidArgumentError("budget_clock='process' counts CPU time, so it needs device='cpu'")
+        if self.time_budget is not None and self.resume:
+            raise InvalidArgumentError("time_budget and resume cannot be combined (the time spent is not checkpointed)")
         if len(self.energy_weights) != len(ENERGY_TERMS):
             raise InvalidArgumentError(f"energy_weights needs {len(ENERGY_TERMS)} values {ENERGY_TERMS}")
         default_every = max(1, min(1000, self.steps // 5))
@@ -83,11 +100,14 @@ class TrainConfig:
         )
 
 
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Learning-rate multiplier after ``step`` optimizer steps: linear warm-up, then cosine to ``min_ratio``."""
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float, *, fraction: float | None = None) -> float:
+    """Learning-rate multiplier after ``step`` optimizer steps: linear warm-up, then cosine to ``min_ratio``.
+
+    The cosine follows ``(step - warmup) / (total - warmup)``, or ``fraction`` (of a time budget) when given.
+    """
     if step < warmup:
         return (step + 1) / (warmup + 1)
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    progress = min(1.0, (step - warmup) / max(1, total - warmup) if fraction is None else fraction)
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -153,6 +173,8 @@ class Trainer:
         self.config = config.resolved()
         self.model_config = model_config
         self.rank, self.world, local_rank = _distributed()
+        if self.config.time_budget is not None and self.world > 1:
+            raise InvalidArgumentError("time_budget needs a single process (ranks would stop at different steps)")
         self.device = _device(self.config, local_rank, self.world)
         self.amp_dtype = _autocast_dtype(self.config, self.device)
         self.out = Path(self.config.out)
@@ -161,15 +183,28 @@ class Trainer:
         torch.manual_seed(self.config.seed)
         self.model = ByteLM(model_config).to(self.device)
         self.optimizer = make_optimizer(self.model, self.config.lr, self.config.weight_decay)
+        self.step_seconds: list[float] = []
+        self.step_cpu_seconds: list[float] = []
         c = self.config
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, c.warmup_steps, c.steps, c.min_lr_ratio)
+            self.optimizer,
+            lambda s: lr_factor(s, c.warmup_steps, c.steps, c.min_lr_ratio, fraction=self.budget_spent()),
         )
         make = Curriculum.staged if c.curriculum == "staged" else Curriculum.constant
         self.curriculum = make(*c.energy_weights)
         self.step = 0
         self.history: list[dict] = []
-        self.step_seconds: list[float] = []
+
+    def budget_spent(self) -> float | None:
+        """Fraction of ``time_budget`` spent in training steps so far, on ``budget_clock`` (None without a budget)."""
+        if self.config.time_budget is None:
+            return None
+        spent = self.step_seconds if self.config.budget_clock == "wall" else self.step_cpu_seconds
+        return sum(spent) / self.config.time_budget
+
+    def _finished(self) -> bool:
+        spent = self.budget_spent()
+        return self.step >= self.config.steps or (spent is not None and spent >= 1.0)
 
     # ----------------------------------------------------------------- state
     def _state(self) -> dict:
@@ -283,7 +318,7 @@ class Trainer:
 
     # -------------------------------------------------------------------- run
     def run(self) -> list[dict]:
-        """Train to ``steps`` (or ``stop_after`` more steps), logging and checkpointing; returns the metrics."""
+        """Train to ``steps``, ``time_budget`` or ``stop_after`` more steps, logging and checkpointing; returns the metrics."""
         c = self.config
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -308,20 +343,22 @@ class Trainer:
 
             bar = tqdm(total=c.steps, initial=self.step, desc=f"train {self.model_config.mixer}", unit="step")
         run_steps = 0
-        while self.step < c.steps and (c.stop_after is None or run_steps < c.stop_after):
-            t0 = time.perf_counter()
+        while not self._finished() and (c.stop_after is None or run_steps < c.stop_after):
+            t0, cpu0 = time.perf_counter(), time.process_time()
             record = self._train_step(model)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self.step_seconds.append(time.perf_counter() - t0)
-            if self.step % c.eval_every == 0 or self.step == c.steps:
+            self.step_cpu_seconds.append(time.process_time() - cpu0)
+            last = self._finished()
+            if self.step % c.eval_every == 0 or last:
                 record["val_loss"] = self.evaluate()
                 record["val_bpb"] = record["val_loss"] / math.log(2)
             self.history.append(record)
             if self.rank == 0:
                 with open(self.out / METRICS_FILE, "a") as f:
                     f.write(json.dumps(record) + "\n")
-            if self.step % c.ckpt_every == 0 or self.step == c.steps:
+            if self.step % c.ckpt_every == 0 or last:
                 self._save()
             run_steps += 1
             if bar is not None:
