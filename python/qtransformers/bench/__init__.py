@@ -10,6 +10,7 @@ SUITES = {
     "attention-error": "qtransformers.bench.attention_error",
     "long-context": "qtransformers.bench.long_context",
     "decode": "qtransformers.bench.decode",
+    "decode-bias": "qtransformers.bench.decode_bias",
 }
 
 DEFAULT_SUITE = "speed"
