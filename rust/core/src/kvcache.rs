@@ -340,25 +340,19 @@ fn combine(
     if n < 2 {
         return f64::NAN;
     }
-    // Linearised per-draw terms g_j = |R| a_j (v_j - O) / D; their sample covariance trace.
-    let mut g = vec![0.0f64; n * vdim];
-    for (i, (&j, &s)) in tail.iter().zip(tail_scores).enumerate() {
+    // Linearised per-draw terms g_j = |R| a_j (v_j - O) / D; their sample covariance trace
+    // (sum_j |g_j|^2 - n |mean g|^2) / (n - 1), in one pass.
+    let mut sum = vec![0.0f64; vdim];
+    let mut squares = 0.0f64;
+    for (&j, &s) in tail.iter().zip(tail_scores) {
         let a = ((s - c) as f64).exp() * remainder as f64 / den;
-        for ((gi, x), o) in g[i * vdim..(i + 1) * vdim]
-            .iter_mut()
-            .zip(store.value(j as usize))
-            .zip(&num)
-        {
-            *gi = a * (*x as f64 - o);
+        for ((acc, x), o) in sum.iter_mut().zip(store.value(j as usize)).zip(&num) {
+            let g = a * (*x as f64 - o);
+            *acc += g;
+            squares += g * g;
         }
     }
-    let mut trace = 0.0;
-    for d in 0..vdim {
-        let mean = (0..n).map(|i| g[i * vdim + d]).sum::<f64>() / n as f64;
-        trace += (0..n)
-            .map(|i| (g[i * vdim + d] - mean).powi(2))
-            .sum::<f64>();
-    }
+    let mut trace = (squares - sum.iter().map(|x| x * x).sum::<f64>() / n as f64).max(0.0);
     trace /= (n - 1) as f64;
     let norm = num.iter().map(|x| x * x).sum::<f64>().sqrt();
     let half = z * (trace / n as f64).sqrt();
