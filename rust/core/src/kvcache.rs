@@ -949,6 +949,7 @@ mod tests {
     }
 
     /// Exact softmax attention in f64 for row (g, t) with limit and optional bias row.
+    #[allow(clippy::too_many_arguments)]
     fn brute(
         q: &[f32],
         k: &[f32],
