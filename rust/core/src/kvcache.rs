@@ -188,6 +188,44 @@ impl Store<'_> {
     fn value(&self, j: usize) -> &[f32] {
         &self.values[j * self.vdim..(j + 1) * self.vdim]
     }
+    /// Hints the CPU to load key and value `j` (random reads are latency bound; this overlaps them).
+    #[inline]
+    fn prefetch(&self, j: usize) {
+        prefetch(self.key(j));
+        prefetch(self.value(j));
+    }
+    /// Scores of the keys `idx` (`score(j)`), prefetching a few keys ahead.
+    fn scores(&self, idx: &[u32], score: impl Fn(u32) -> f32) -> Vec<f32> {
+        const AHEAD: usize = 8;
+        idx.iter()
+            .take(AHEAD)
+            .for_each(|&j| self.prefetch(j as usize));
+        idx.iter()
+            .enumerate()
+            .map(|(i, &j)| {
+                if let Some(&next) = idx.get(i + AHEAD) {
+                    self.prefetch(next as usize);
+                }
+                score(j)
+            })
+            .collect()
+    }
+}
+
+/// Prefetches the cache lines of `data` (a no-op off x86_64).
+#[inline]
+#[allow(unused_unsafe)]
+fn prefetch(data: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        for line in data.chunks(16) {
+            // SAFETY: a prefetch is only a hint; the pointer is in bounds of `data`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast::<i8>()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
 }
 
 /// What one row needs besides the store: its query, causal limit, bias row and stream.
@@ -398,7 +436,7 @@ fn attend_row(
         }
     }
     let score = |j: u32| dot(row.q, store.key(j as usize)) + vis.bias(j as usize);
-    let cand_scores: Vec<f32> = cand.iter().map(|&j| score(j)).collect();
+    let cand_scores = store.scores(&cand, score);
     let remainder = vis.count() - cand.len();
     let mut sampler = TailSampler {
         rng: {
@@ -421,13 +459,13 @@ fn attend_row(
     let mut grow = |target: usize, tail: &mut Vec<u32>, tail_scores: &mut Vec<f32>| {
         if target >= remainder {
             *tail = remainder_list(&vis, &seen, remainder);
-            *tail_scores = tail.iter().map(|&j| score(j)).collect();
+            *tail_scores = store.scores(tail, score);
         } else {
+            let start = tail.len();
             while tail.len() < target {
-                let j = sampler.draw(&vis, &seen, remainder);
-                tail.push(j);
-                tail_scores.push(score(j));
+                tail.push(sampler.draw(&vis, &seen, remainder));
             }
+            tail_scores.extend(store.scores(&tail[start..], score));
         }
     };
     grow(first, &mut tail, &mut tail_scores);
