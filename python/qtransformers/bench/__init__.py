@@ -12,6 +12,7 @@ SUITES = {
     "real-model": "qtransformers.bench.real_model",
     "decode": "qtransformers.bench.decode",
     "all": "qtransformers.bench.pipeline",
+    "decode-bias": "qtransformers.bench.decode_bias",
 }
 
 DEFAULT_SUITE = "speed"
