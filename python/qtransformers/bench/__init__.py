@@ -11,6 +11,7 @@ SUITES = {
     "long-context": "qtransformers.bench.long_context",
     "real-model": "qtransformers.bench.real_model",
     "decode": "qtransformers.bench.decode",
+    "decode-bias": "qtransformers.bench.decode_bias",
 }
 
 DEFAULT_SUITE = "speed"

@@ -88,7 +88,7 @@ def train_tiny_model(
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return model.eval(), losses
 
 

@@ -284,6 +284,7 @@ def lsh_attention_ref(
     fixed = (pos < sinks) | (pos >= limit - window)
     candidates = visible & (collide | fixed)
     remainder = (visible & ~candidates).sum(-1, keepdim=True).double()  # (B,H,L,1)
+    tail = torch.cat([tail, tail.new_full((*tail.shape[:-1], 1), -1)], -1)  # one unused slot: never empty
     drawn = tail >= 0
     n = drawn.sum(-1, keepdim=True).double()
     weight = torch.where(n > 0, remainder / n.clamp(min=1), 0.0)

@@ -188,6 +188,44 @@ impl Store<'_> {
     fn value(&self, j: usize) -> &[f32] {
         &self.values[j * self.vdim..(j + 1) * self.vdim]
     }
+    /// Hints the CPU to load key and value `j` (random reads are latency bound; this overlaps them).
+    #[inline]
+    fn prefetch(&self, j: usize) {
+        prefetch(self.key(j));
+        prefetch(self.value(j));
+    }
+    /// Scores of the keys `idx` (`score(j)`), prefetching a few keys ahead.
+    fn scores(&self, idx: &[u32], score: impl Fn(u32) -> f32) -> Vec<f32> {
+        const AHEAD: usize = 8;
+        idx.iter()
+            .take(AHEAD)
+            .for_each(|&j| self.prefetch(j as usize));
+        idx.iter()
+            .enumerate()
+            .map(|(i, &j)| {
+                if let Some(&next) = idx.get(i + AHEAD) {
+                    self.prefetch(next as usize);
+                }
+                score(j)
+            })
+            .collect()
+    }
+}
+
+/// Prefetches the cache lines of `data` (a no-op off x86_64).
+#[inline]
+#[allow(unused_unsafe)]
+fn prefetch(data: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        for line in data.chunks(16) {
+            // SAFETY: a prefetch is only a hint; the pointer is in bounds of `data`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast::<i8>()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
 }
 
 /// What one row needs besides the store: its query, causal limit, bias row and stream.
@@ -340,25 +378,19 @@ fn combine(
     if n < 2 {
         return f64::NAN;
     }
-    // Linearised per-draw terms g_j = |R| a_j (v_j - O) / D; their sample covariance trace.
-    let mut g = vec![0.0f64; n * vdim];
-    for (i, (&j, &s)) in tail.iter().zip(tail_scores).enumerate() {
+    // Linearised per-draw terms g_j = |R| a_j (v_j - O) / D; their sample covariance trace
+    // (sum_j |g_j|^2 - n |mean g|^2) / (n - 1), in one pass.
+    let mut sum = vec![0.0f64; vdim];
+    let mut squares = 0.0f64;
+    for (&j, &s) in tail.iter().zip(tail_scores) {
         let a = ((s - c) as f64).exp() * remainder as f64 / den;
-        for ((gi, x), o) in g[i * vdim..(i + 1) * vdim]
-            .iter_mut()
-            .zip(store.value(j as usize))
-            .zip(&num)
-        {
-            *gi = a * (*x as f64 - o);
+        for ((acc, x), o) in sum.iter_mut().zip(store.value(j as usize)).zip(&num) {
+            let g = a * (*x as f64 - o);
+            *acc += g;
+            squares += g * g;
         }
     }
-    let mut trace = 0.0;
-    for d in 0..vdim {
-        let mean = (0..n).map(|i| g[i * vdim + d]).sum::<f64>() / n as f64;
-        trace += (0..n)
-            .map(|i| (g[i * vdim + d] - mean).powi(2))
-            .sum::<f64>();
-    }
+    let mut trace = (squares - sum.iter().map(|x| x * x).sum::<f64>() / n as f64).max(0.0);
     trace /= (n - 1) as f64;
     let norm = num.iter().map(|x| x * x).sum::<f64>().sqrt();
     let half = z * (trace / n as f64).sqrt();
@@ -404,7 +436,7 @@ fn attend_row(
         }
     }
     let score = |j: u32| dot(row.q, store.key(j as usize)) + vis.bias(j as usize);
-    let cand_scores: Vec<f32> = cand.iter().map(|&j| score(j)).collect();
+    let cand_scores = store.scores(&cand, score);
     let remainder = vis.count() - cand.len();
     let mut sampler = TailSampler {
         rng: {
@@ -427,13 +459,13 @@ fn attend_row(
     let mut grow = |target: usize, tail: &mut Vec<u32>, tail_scores: &mut Vec<f32>| {
         if target >= remainder {
             *tail = remainder_list(&vis, &seen, remainder);
-            *tail_scores = tail.iter().map(|&j| score(j)).collect();
+            *tail_scores = store.scores(tail, score);
         } else {
+            let start = tail.len();
             while tail.len() < target {
-                let j = sampler.draw(&vis, &seen, remainder);
-                tail.push(j);
-                tail_scores.push(score(j));
+                tail.push(sampler.draw(&vis, &seen, remainder));
             }
+            tail_scores.extend(store.scores(&tail[start..], score));
         }
     };
     grow(first, &mut tail, &mut tail_scores);
@@ -955,6 +987,7 @@ mod tests {
     }
 
     /// Exact softmax attention in f64 for row (g, t) with limit and optional bias row.
+    #[allow(clippy::too_many_arguments)]
     fn brute(
         q: &[f32],
         k: &[f32],
