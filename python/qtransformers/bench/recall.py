@@ -47,7 +47,7 @@ COLUMNS = [
     "steps",
     "items",
 ]
-LR_GRID = (1e-3, 3e-3, 3e-4, 1e-2)
+LR_GRID = (3e-3, 1e-3, 1e-2, 3e-4)
 TEST_SEED_OFFSET, VALID_SEED_OFFSET = 1_000_003, 2_000_003
 
 
