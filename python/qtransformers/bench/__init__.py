@@ -13,6 +13,7 @@ SUITES = {
     "decode": "qtransformers.bench.decode",
     "all": "qtransformers.bench.pipeline",
     "decode-bias": "qtransformers.bench.decode_bias",
+    "recall": "qtransformers.bench.recall",
 }
 
 DEFAULT_SUITE = "speed"
