@@ -9,6 +9,7 @@ SUITES = {
     "quantum": "qtransformers.bench.quantum",
     "attention-error": "qtransformers.bench.attention_error",
     "long-context": "qtransformers.bench.long_context",
+    "recall": "qtransformers.bench.recall",
 }
 
 DEFAULT_SUITE = "speed"

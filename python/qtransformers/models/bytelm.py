@@ -37,7 +37,8 @@ class ByteLMConfig:
     ``position``: ``"learned"`` (a table of ``max_seq_len`` absolute embeddings, the default),
     ``"rope"`` (no table; every mixer with a ``rope`` option gets ``rope=True``: attention, quantum,
     phase) or ``"none"`` (no table; mixers keep their own defaults). Without a table the model runs
-    at any length its mixers allow (:meth:`ByteLM.max_context`).
+    at any length its mixers allow (:meth:`ByteLM.max_context`). ``vocab_size`` is 256 (bytes) for
+    text; the synthetic recall tasks use their own vocabularies.
     """
 
     mixer: str = "attention"
@@ -49,6 +50,7 @@ class ByteLMConfig:
     mixer_options: dict = field(default_factory=dict)
     activation_checkpointing: bool = False
     position: str = "learned"
+    vocab_size: int = VOCAB_SIZE
 
     def to_dict(self) -> dict:
         """JSON-serialisable form (saved beside checkpoints)."""
@@ -103,20 +105,21 @@ class DecodeCache:
 
 
 class ByteLM(nn.Module):
-    """Byte-level causal language model: tokens (B, T) int64 in [0, 256) -> logits (B, T, 256)."""
+    """Byte-level causal language model: tokens (B, T) int64 in [0, V) -> logits (B, T, V), V = vocab_size (256)."""
 
     def __init__(self, config: ByteLMConfig) -> None:
         super().__init__()
-        if config.dim < 1 or config.layers < 1 or config.max_seq_len < 1:
+        if min(config.dim, config.layers, config.max_seq_len, config.vocab_size) < 1:
             raise InvalidArgumentError(
-                f"dim, layers and max_seq_len must be >= 1, got {config.dim}, {config.layers}, {config.max_seq_len}"
+                f"dim, layers, max_seq_len and vocab_size must be >= 1, got {config.dim}, {config.layers}, "
+                f"{config.max_seq_len}, {config.vocab_size}"
             )
         if config.position not in POSITIONS:
             raise InvalidArgumentError(f"position must be one of {POSITIONS}, got {config.position!r}")
         pattern = layer_mixers(config.mixer, config.layers)
         check_options(config.mixer, config.mixer_options)
         self.config = config
-        self.embed = nn.Embedding(VOCAB_SIZE, config.dim)
+        self.embed = nn.Embedding(config.vocab_size, config.dim)
         self.pos = nn.Embedding(config.max_seq_len, config.dim) if config.position == "learned" else None
         self.blocks = nn.ModuleList(Block(config, entry) for entry in pattern)
         self.norm = nn.LayerNorm(config.dim)
@@ -164,7 +167,7 @@ class ByteLM(nn.Module):
         return self.norm(x)
 
     def logits(self, hidden: Tensor) -> Tensor:
-        """Next-byte logits (B, T, 256) from hidden states (B, T, D) via the tied embedding."""
+        """Next-token logits (B, T, V) from hidden states (B, T, D) via the tied embedding."""
         return F.linear(hidden, self.embed.weight)
 
     def forward(self, tokens: Tensor) -> Tensor:
@@ -174,7 +177,7 @@ class ByteLM(nn.Module):
     def loss(self, tokens: Tensor, targets: Tensor) -> Tensor:
         """Mean cross-entropy in nats per byte of predicting ``targets`` (B, T) from ``tokens`` (B, T)."""
         logits = self(tokens)
-        return F.cross_entropy(logits.float().reshape(-1, VOCAB_SIZE), targets.reshape(-1))
+        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
 
     def energy_terms(self) -> dict[str, Tensor] | None:
         """Mean over layers of the phase energies recorded by the last forward (None without phase mixers)."""

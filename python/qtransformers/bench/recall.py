@@ -1,0 +1,321 @@
+"""Recall: train 2-layer models of each mixer on MQAR, selective copying and induction; held-out accuracy.
+
+For every (mixer or pattern, task, length) a small causal model (:class:`ByteLM` blocks with the
+task's vocabulary) is trained on fresh batches from :mod:`qtransformers.train.synthetic`, for each
+learning rate of a small sweep, with AdamW (weight decay 0.1), linear warm-up then cosine decay
+and gradient clipping at 1; the loss and the accuracy count only the scored positions (MQAR's
+queries). A run stops early once its accuracy on a validation set reaches ``--stop-at``, and the
+sweep stops at the first learning rate that does; the reported accuracy is on a separate
+held-out test set of fresh sequences, and the best learning rate's row is kept.
+Writes ``results.csv``, ``results.md`` and ``recall_<task>.png`` (accuracy against length).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from qtransformers import mixers
+from qtransformers.bench.common import header
+from qtransformers.bench.report import format_markdown, format_table, plot_lines, write_csv
+from qtransformers.exceptions import InvalidArgumentError
+from qtransformers.mixers.hybrid import parse_pattern
+from qtransformers.models import ByteLM, ByteLMConfig
+from qtransformers.models.bytelm import POSITIONS
+from qtransformers.train.synthetic import IGNORE, TASKS, make_batch
+
+COLUMNS = ["mixer", "task", "seq_len", "dim", "accuracy", "params", "train_seconds", "lr", "steps", "items"]
+LR_GRID = (1e-3, 3e-3, 3e-4, 1e-2)
+TEST_SEED_OFFSET, VALID_SEED_OFFSET = 1_000_003, 2_000_003
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``qtransformers bench recall``."""
+    parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated tasks (default {','.join(TASKS)})")
+    parser.add_argument(
+        "--mixers",
+        nargs="+",
+        default=None,
+        metavar="MIXER",
+        help="one model per argument: a causal mixer name or a pattern such as hyena,attention or hyena+quantum "
+        "(default: every causal mixer)",
+    )
+    parser.add_argument("--lengths", default="64", help="comma-separated sequence lengths N (default 64)")
+    parser.add_argument("--dim", type=int, default=64, help="model width (default 64)")
+    parser.add_argument("--layers", type=int, default=2, help="number of blocks (default 2)")
+    parser.add_argument("--heads", type=int, default=1, help="num_heads of every mixer that has heads (default 1)")
+    parser.add_argument("--position", default="learned", choices=list(POSITIONS), help="position scheme")
+    parser.add_argument("--vocab", type=int, default=512, help="task vocabulary size (default 512)")
+    parser.add_argument("--pairs", type=int, default=None, help="MQAR pairs / copied tokens (default N/16, >= 2)")
+    parser.add_argument("--steps", type=int, default=1500, help="training steps per run at most (default 1500)")
+    parser.add_argument("--batch-size", type=int, default=64, help="sequences per step (default 64)")
+    parser.add_argument("--lr-sweep", type=int, default=3, help=f"how many of the rates {LR_GRID} to try (default 3)")
+    parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (default 0.1)")
+    parser.add_argument("--stop-at", type=float, default=0.99, help="validation accuracy that ends a run (0.99)")
+    parser.add_argument("--eval-every", type=int, default=100, help="validation interval in steps (default 100)")
+    parser.add_argument("--test-sequences", type=int, default=512, help="held-out test sequences (default 512)")
+    parser.add_argument("--time-limit", type=float, default=None, help="seconds per run at most (default none)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and data (default 0)")
+    parser.add_argument("--out", default="qtransformers-bench", help="output folder (default ./qtransformers-bench)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+
+
+def items_for(seq_len: int, pairs: int | None) -> int:
+    """MQAR pairs (and selective-copy tokens) at length N: ``pairs`` if given, else max(2, N // 16)."""
+    return pairs if pairs is not None else max(2, seq_len // 16)
+
+
+def build_model(pattern: str, seq_len: int, *, dim: int, layers: int, heads: int, vocab: int, position: str) -> ByteLM:
+    """The model of one run: ``layers`` blocks of ``pattern`` at width ``dim``, ``num_heads=heads`` where accepted."""
+    names = {n for entry in parse_pattern(pattern) for n in entry}
+    with_heads = any("num_heads" in mixers.options_of(n) for n in names)
+    config = ByteLMConfig(
+        mixer=pattern,
+        dim=dim,
+        layers=layers,
+        max_seq_len=seq_len,
+        vocab_size=vocab,
+        position=position,
+        mixer_options={"num_heads": heads} if with_heads else {},
+    )
+    return ByteLM(config)
+
+
+def scored_logits(model: ByteLM, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (M, V) and targets (M,) at the M scored positions only (the output layer runs there only)."""
+    keep = targets != IGNORE
+    return model.logits(model.hidden(inputs)[keep]), targets[keep]
+
+
+@torch.no_grad()
+def accuracy(model: ByteLM, data: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Fraction of scored positions of ``data`` (batches of inputs, targets) whose argmax is the target."""
+    was_training = model.training
+    model.eval()
+    hits = total = 0
+    for inputs, targets in data:
+        logits, wanted = scored_logits(model, inputs, targets)
+        hits += int((logits.argmax(-1) == wanted).sum())
+        total += wanted.numel()
+    model.train(was_training)
+    return hits / max(total, 1)
+
+
+def fixed_set(task: str, seq_len: int, sequences: int, batch: int, seed: int, **task_args) -> list:
+    """``sequences`` sequences of ``task`` in batches, from their own seed (disjoint from the training stream)."""
+    generator = torch.Generator().manual_seed(seed)
+    sizes = [min(batch, sequences - i) for i in range(0, sequences, batch)]
+    return [make_batch(task, n, seq_len, generator=generator, **task_args) for n in sizes]
+
+
+def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 10 % of ``peak`` at ``steps``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.1 + 0.45 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+
+def train_run(
+    pattern: str,
+    task: str,
+    seq_len: int,
+    *,
+    lr: float,
+    steps: int,
+    batch_size: int = 64,
+    dim: int = 64,
+    layers: int = 2,
+    heads: int = 1,
+    vocab: int = 512,
+    items: int = 4,
+    position: str = "learned",
+    weight_decay: float = 0.1,
+    stop_at: float = 0.99,
+    eval_every: int = 100,
+    test_sequences: int = 512,
+    time_limit: float | None = None,
+    seed: int = 0,
+    make_targets=None,
+) -> dict:
+    """Train one model at one learning rate; its row (test ``accuracy``, ``steps`` run, ``train_seconds``, ...).
+
+    ``make_targets(inputs, targets) -> targets``, if given, replaces the training targets (a test
+    uses it to shuffle the answers: nothing is then learnable and accuracy must stay at chance).
+    """
+    torch.manual_seed(seed)
+    model = build_model(pattern, seq_len, dim=dim, layers=layers, heads=heads, vocab=vocab, position=position)
+    task_args = {"items": items, "vocab": vocab}
+    test = fixed_set(task, seq_len, test_sequences, batch_size, seed + TEST_SEED_OFFSET, **task_args)
+    valid = fixed_set(task, seq_len, min(test_sequences, 256), batch_size, seed + VALID_SEED_OFFSET, **task_args)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
+    )
+    generator = torch.Generator().manual_seed(seed)
+    warmup = max(1, steps // 10)
+    start = time.perf_counter()
+    step = 0
+    model.train()
+    while step < steps:
+        inputs, targets = make_batch(task, batch_size, seq_len, generator=generator, **task_args)
+        if make_targets is not None:
+            targets = make_targets(inputs, targets)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, steps, lr, warmup)
+        logits, wanted = scored_logits(model, inputs, targets)
+        loss = F.cross_entropy(logits.float(), wanted)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        out_of_time = time_limit is not None and time.perf_counter() - start > time_limit
+        if step % eval_every == 0 or out_of_time:
+            if not math.isfinite(loss.item()) or out_of_time or accuracy(model, valid) >= stop_at:
+                break
+    seconds = time.perf_counter() - start
+    return {
+        "mixer": pattern,
+        "task": task,
+        "seq_len": seq_len,
+        "dim": dim,
+        "accuracy": accuracy(model, test),
+        "params": model.num_parameters(),
+        "train_seconds": seconds,
+        "lr": lr,
+        "steps": step,
+        "items": items,
+    }
+
+
+def sweep(pattern: str, task: str, seq_len: int, lrs: list[float], progress=None, **options) -> dict:
+    """Best row over the learning rates ``lrs`` (stops at the first that reaches ``stop_at`` on validation)."""
+    best, total = None, 0.0
+    for lr in lrs:
+        row = train_run(pattern, task, seq_len, lr=lr, **options)
+        total += row["train_seconds"]
+        if best is None or row["accuracy"] > best["accuracy"]:
+            best = row
+        if progress is not None:
+            progress()
+        if row["accuracy"] >= options.get("stop_at", 0.99):
+            break
+    return {**best, "train_seconds_sweep": total}
+
+
+def goal_lines(rows: list[dict], mixers_run: list[str], tasks: list[str], lengths: list[int]) -> list[str]:
+    """The issue's goals, checked on ``rows``."""
+    acc = {(r["mixer"], r["task"], r["seq_len"]): r["accuracy"] for r in rows}
+    lines = []
+    for n in (min(lengths), 256):
+        if ("attention", "mqar", n) in acc:
+            a = acc[("attention", "mqar", n)]
+            lines.append(
+                f"attention MQAR accuracy at N = {n}: {a:.4f} ({'reached' if a >= 0.99 else 'NOT reached'} 0.99)"
+            )
+    causal = [m for m in mixers_run if m in mixers.available(causal=True)]
+    missing = [(m, t, n) for m in causal for t in tasks for n in lengths if (m, t, n) not in acc]
+    lines.append(f"rows for every mixer, task and length: {'complete' if not missing else f'missing {missing}'}")
+    for m in mixers_run:
+        if ("," in m or "+" in m) and (m, "mqar", 256) in acc and ("attention", "mqar", 256) in acc:
+            ratio = acc[(m, "mqar", 256)] / max(acc[("attention", "mqar", 256)], 1e-9)
+            lines.append(
+                f"hybrid {m} MQAR at N = 256: {ratio:.3f} of attention's ({'>=' if ratio >= 0.9 else '<'} 0.9)"
+            )
+    return lines
+
+
+def _parse(args: argparse.Namespace) -> tuple[list[str], list[str], list[int], list[float]]:
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        raise InvalidArgumentError(f"--tasks must name tasks from {', '.join(TASKS)}, got {args.tasks!r}")
+    try:
+        lengths = [int(v) for v in args.lengths.split(",") if v.strip()]
+    except ValueError:
+        raise InvalidArgumentError(f"--lengths must be comma-separated integers, got {args.lengths!r}") from None
+    if not lengths or min(lengths) < 4:
+        raise InvalidArgumentError(f"--lengths must be integers >= 4, got {args.lengths!r}")
+    if not 1 <= args.lr_sweep <= len(LR_GRID):
+        raise InvalidArgumentError(f"--lr-sweep must be in 1..{len(LR_GRID)}, got {args.lr_sweep}")
+    names = args.mixers or mixers.available(causal=True)
+    for pattern in names:  # validate every pattern before any training
+        build_model(
+            pattern,
+            max(lengths),
+            dim=args.dim,
+            layers=args.layers,
+            heads=args.heads,
+            vocab=args.vocab,
+            position=args.position,
+        )
+    return names, tasks, lengths, list(LR_GRID[: args.lr_sweep])
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """Run the bench, print the table and write results.csv, results.md and one PNG per task into ``args.out``."""
+    names, tasks, lengths, lrs = _parse(args)
+    out = Path(args.out)
+    options = dict(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        dim=args.dim,
+        layers=args.layers,
+        heads=args.heads,
+        vocab=args.vocab,
+        position=args.position,
+        weight_decay=args.weight_decay,
+        stop_at=args.stop_at,
+        eval_every=args.eval_every,
+        test_sequences=args.test_sequences,
+        time_limit=args.time_limit,
+        seed=args.seed,
+    )
+    bar = tqdm(
+        total=len(names) * len(tasks) * len(lengths) * len(lrs), desc="recall", unit="run", disable=not args.progress
+    )
+    rows = []
+    for task in tasks:
+        for n in lengths:
+            for pattern in names:
+                items = items_for(n, args.pairs)
+                rows.append(sweep(pattern, task, n, lrs, progress=lambda: bar.update(1), items=items, **options))
+                bar.set_postfix_str(f"{pattern} {task} N={n}: {rows[-1]['accuracy']:.3f}")
+    bar.close()
+    title = header(
+        torch.device("cpu"),
+        torch.float32,
+        f"{args.layers} layers, width {args.dim}, {args.heads} head(s), vocab {args.vocab}, batch {args.batch_size}, "
+        f"<= {args.steps} steps per run, lr sweep {lrs}, position {args.position}, seed {args.seed}",
+    )
+    command = "qtransformers " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
+    columns = [*COLUMNS, "train_seconds_sweep"]
+    goals = goal_lines(rows, names, tasks, lengths)
+    write_csv(rows, columns, out / "results.csv")
+    text = [title, "", f"command: `{command}`" if command else "", "", format_markdown(rows, columns), ""] + goals
+    (out / "results.md").write_text("\n".join(text) + "\n")
+    for task in tasks:
+        subset = [r for r in rows if r["task"] == task]
+        plot_lines(
+            subset,
+            x="seq_len",
+            y="accuracy",
+            series="mixer",
+            path=out / f"recall_{task}.png",
+            title=f"{task}: held-out accuracy (width {args.dim})",
+            logy=False,
+        )
+    print(title)
+    print(format_table(rows, columns))
+    print("\n".join(goals))
+    return rows
