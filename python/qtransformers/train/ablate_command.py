@@ -279,7 +279,7 @@ def write_report(rows: list[dict], args: argparse.Namespace, out: Path) -> None:
         f"{budget or f'{args.steps} steps'}, ctx {args.seq_len}, batch {args.batch_size}, {args.layers} layers, "
         f"baseline dim {args.dim}, {args.heads} heads" + (f", preset {args.preset}" if args.preset else ""),
     )
-    shown = [c for c in COLUMNS if c not in ("mixer", "options")]
+    shown = [c for c in COLUMNS if c not in ("mixer", "options") and any(c in r for r in rows)]
     table = format_table(rows, shown)
     goals = goal_lines(rows, args.long_context) + goal_report(rows, args.layers, time_budget=args.time_budget)
     shown_rows = rows + [nanogpt_row(shown)] if args.preset == "nanogpt-cpu" else rows
