@@ -158,7 +158,8 @@ NANOGPT_NOTE = (
     "The nanoGPT row is nanoGPT's published figure for its CPU configuration (its README: 'gets us a loss of only "
     "1.88'; 4 layers, 4 heads, width 128, context 64, batch 12, 2,000 steps), not measured here. It is nats per "
     "character of Tiny Shakespeare with a 65-character vocabulary; the file is ASCII, so one character is one byte "
-    "and the same last 10 % is held out, which makes it directly comparable with val_loss (nats per byte) here."
+    "and the same last 10 % is held out: the same units as val_loss (nats per byte) here, on the same text (their "
+    "model, vocabulary and run differ; see the docs)."
 )
 
 
