@@ -209,3 +209,21 @@ def test_goal_report_compares_within_a_position_scheme():
         "transformer-sdpa-rope 1.5000: NOT reached",
     ]
     assert not any("quality" in line for line in goal_report(rows, 4, time_budget=None))
+
+
+def test_report_only_rewrites_the_same_report_from_the_csv(corpus, tmp_path):
+    out = tmp_path / "r"
+    argv = ["--preset", "nanogpt-cpu", "--steps", "2", "--only", "attention,hyena", "--rope"]
+    _ablate(corpus, out, *argv)
+    written = {name: (out / name).read_text() for name in ("ablation.md", "samples.md")}
+    for name in (*written, "ablation_val_bpb.png", "ablation_curves.png", "ablation_step_time.png"):
+        (out / name).unlink()
+    _ablate(corpus, out, *argv, "--report-only")
+    assert {name: (out / name).read_text() for name in written} == written
+    assert (out / "ablation_curves.png").stat().st_size > 1000 and (out / "ablation_step_time.png").is_file()
+    with pytest.raises(InvalidArgumentError, match="ablation.csv"):
+        resolve_args = _args("--steps", "1", "--report-only")
+        resolve_args.out = str(tmp_path / "missing")
+        from qtransformers.train.ablate_command import run
+
+        run(resolve_args)

@@ -11,6 +11,8 @@ sample from each trained model), ``ablation_val_bpb.png``, ``ablation_curves.png
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import math
 from pathlib import Path
 
@@ -33,10 +35,12 @@ from qtransformers.train.ablation import (
     variants,
 )
 from qtransformers.train.train_command import add_model_arguments
-from qtransformers.train.trainer import TrainConfig
+from qtransformers.train.trainer import METRICS_FILE, TrainConfig
 
 # Size options a preset fills when they are not given, and their values without a preset.
 SIZE_DEFAULTS = {"layers": 4, "heads": 4, "dim": 128, "seq_len": 128, "batch_size": 12, "steps": None}
+# CSV columns that hold text (the others are numbers).
+TEXT_COLUMNS = {"variant", "mixer", "options", "position", "status"}
 # Steps cap of a --time-budget run without --steps or a preset.
 TIME_BUDGET_STEP_CAP = 1_000_000
 
@@ -85,6 +89,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rope",
         action="store_true",
         help="add a '<variant>-rope' row (RoPE, no position table) for every variant with an attention-based mixer",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: rewrite the table, samples and plots from --out's ablation.csv and run folders "
+        "(same size options as the study)",
     )
     parser.add_argument("--prompt", default=SAMPLE_PROMPT, help=f"prompt of the samples (default {SAMPLE_PROMPT!r})")
     # Size options are filled from --preset (or SIZE_DEFAULTS) in resolve_size, so an explicit value always wins.
@@ -148,7 +158,8 @@ NANOGPT_NOTE = (
     "The nanoGPT row is nanoGPT's published figure for its CPU configuration (its README: 'gets us a loss of only "
     "1.88'; 4 layers, 4 heads, width 128, context 64, batch 12, 2,000 steps), not measured here. It is nats per "
     "character of Tiny Shakespeare with a 65-character vocabulary; the file is ASCII, so one character is one byte "
-    "and the same last 10 % is held out, which makes it directly comparable with val_loss (nats per byte) here."
+    "and the same last 10 % is held out: the same units as val_loss (nats per byte) here, on the same text (their "
+    "model, vocabulary and run differ; see the docs)."
 )
 
 
@@ -198,6 +209,10 @@ def run(args: argparse.Namespace) -> list[dict]:
         time_budget=args.time_budget,
         budget_clock=args.budget_clock,
     )
+    if args.report_only:
+        rows = load_rows(out, args.position)
+        write_report(rows, args, out)
+        return rows
     only = [n.strip() for n in args.only.split(",")] if args.only else None
     bar = tqdm(desc="ablation", unit="variant", disable=not args.progress)
     out.mkdir(parents=True, exist_ok=True)
@@ -220,6 +235,39 @@ def run(args: argparse.Namespace) -> list[dict]:
         progress=progress,
     )
     bar.close()
+    write_csv(rows, COLUMNS, out / "ablation.csv")
+    write_report(rows, args, out)
+    return rows
+
+
+def load_rows(out: Path, position: str) -> list[dict]:
+    """The rows of a finished or interrupted study in ``out``: its CSV (numbers parsed) plus each run's curve
+    (``metrics.jsonl``) and sample; a CSV without a position column gets ``position`` ("rope" for ``-rope`` rows)."""
+    path = out / "ablation.csv"
+    if not path.is_file():
+        raise InvalidArgumentError(f"--report-only needs {path}, which does not exist")
+    rows = []
+    for raw in csv.DictReader(open(path)):
+        row: dict = {k: v if k in TEXT_COLUMNS else _number(v) for k, v in raw.items() if v != ""}
+        row.setdefault("position", "rope" if row["variant"].endswith("-rope") else position)
+        run = out / row["variant"]
+        if row.get("status") == "ok":
+            metrics = [json.loads(line) for line in (run / METRICS_FILE).read_text().splitlines() if line.strip()]
+            row["curve"] = [(m["step"], m["val_loss"]) for m in metrics if "val_loss" in m]
+            row["sample"] = (run / "sample.txt").read_text()
+        rows.append(row)
+    return rows
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def write_report(rows: list[dict], args: argparse.Namespace, out: Path) -> None:
+    """Print the table and write ``ablation.md``, ``samples.md`` and the PNGs of ``rows`` into ``out``."""
     device = torch.device(args.device)
     budget = (
         f"{args.time_budget:g} s ({args.budget_clock} clock) of training per model (steps cap {args.steps})"
@@ -232,8 +280,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         f"{budget or f'{args.steps} steps'}, ctx {args.seq_len}, batch {args.batch_size}, {args.layers} layers, "
         f"baseline dim {args.dim}, {args.heads} heads" + (f", preset {args.preset}" if args.preset else ""),
     )
-    write_csv(rows, COLUMNS, out / "ablation.csv")
-    shown = [c for c in COLUMNS if c not in ("mixer", "options")]
+    shown = [c for c in COLUMNS if c not in ("mixer", "options") and any(c in r for r in rows)]
     table = format_table(rows, shown)
     goals = goal_lines(rows, args.long_context) + goal_report(rows, args.layers, time_budget=args.time_budget)
     shown_rows = rows + [nanogpt_row(shown)] if args.preset == "nanogpt-cpu" else rows
@@ -269,4 +316,3 @@ def run(args: argparse.Namespace) -> list[dict]:
     print(title)
     print(table)
     print("\n".join(goals))
-    return rows
