@@ -49,6 +49,7 @@ def attention_heatmaps(
         _, sampled = quantum_attention(
             q, k, v, is_causal=is_causal, backend=backend, num_samples=num_samples, generator=gen, need_weights=True
         )
+        assert isinstance(sampled, torch.Tensor)  # need_weights=True: the estimator's weights (B, H, L, S)
         rows = exact.reshape(-1, exact.size(-1))
         pilot = pilot_size(num_samples)
         alive = rows.sum(-1) > 0

@@ -94,7 +94,7 @@ def load_encoder(attn_implementation: str):
 
 def paragraphs(text: str, tokenizer, *, count: int, min_tokens: int, max_tokens: int) -> list[torch.Tensor]:
     """Token ids (1, n) of the first ``count`` blank-line paragraphs with >= ``min_tokens`` tokens (cut at max)."""
-    rows = []
+    rows: list[torch.Tensor] = []
     for block in text.split("\n\n"):
         if len(rows) == count:
             break

@@ -105,7 +105,7 @@ def quantum_attention(
     cv_kind: str = "block",
     cv_block: int | None = None,
     **lsh_options: Any,
-) -> Tensor | tuple[Tensor, Tensor]:
+) -> Tensor | tuple[Tensor, Tensor] | tuple[Tensor, dict[str, Tensor]]:
     """Attention estimated from ``num_samples`` shots per query row; (B,H,L,Ev) [, weights (B,H,L,S)].
 
     q (B,H,L,E), k (B,H,S,E), v (B,H,S,Ev); ``attn_mask`` bool (True = takes part) or additive

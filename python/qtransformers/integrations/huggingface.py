@@ -70,8 +70,11 @@ def make_attention_function(*, seed: int | None = None, record: list | None = No
             **quantum_options,
         )
         if record is not None:
+            assert isinstance(out, tuple)  # return_stats=True: (output, per-row stats)
             out, stats = out
+            assert isinstance(stats, dict)
             record.append({"layer": getattr(module, "layer_idx", None), "keys": key.size(2), **stats})
+        assert isinstance(out, torch.Tensor)
         return out.transpose(1, 2).contiguous(), None
 
     return attention

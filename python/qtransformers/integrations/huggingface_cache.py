@@ -25,6 +25,7 @@ from transformers import AttentionInterface
 from transformers.cache_utils import Cache, CacheLayerMixin
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from qtransformers.attention import SampledKVCache
 from qtransformers.exceptions import BackendUnavailableError, InvalidArgumentError
 
 _NAMES = itertools.count()
@@ -40,14 +41,12 @@ class SampledLayer(CacheLayerMixin):
     def __init__(self, *, groups: int = 1, **options: Any) -> None:
         super().__init__()
         self.groups, self.options = groups, options
-        self.kv = None
+        self.kv: SampledKVCache | None = None
         self.pending = False
         self.history: list[dict] = []
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         """Build the SampledKVCache for key_states (B, H_kv, S, E) and value_states (B, H_kv, S, Ev)."""
-        from qtransformers.attention import SampledKVCache
-
         self.device = key_states.device
         heads = key_states.size(1) * self.groups
         self.kv = SampledKVCache(heads, key_states.size(-1), value_dim=value_states.size(-1), **self.options)
@@ -65,6 +64,7 @@ class SampledLayer(CacheLayerMixin):
         k, v = key_states, value_states
         if self.groups > 1:
             k, v = k.repeat_interleave(self.groups, dim=1), v.repeat_interleave(self.groups, dim=1)
+        assert self.kv is not None  # built by lazy_initialization
         self.kv.append(k.float().contiguous(), v.float().contiguous())
         self.pending = True
         return key_states, value_states
@@ -118,7 +118,7 @@ class SampledCache(Cache):
             raise InvalidArgumentError(
                 f"num_attention_heads {heads} is not a multiple of num_key_value_heads {kv_heads}"
             )
-        layers = [
+        layers: list[Any] = [
             SampledLayer(groups=heads // kv_heads, seed=seed + i, **options) for i in range(text.num_hidden_layers)
         ]
         super().__init__(layers=layers)
@@ -126,7 +126,7 @@ class SampledCache(Cache):
     @property
     def history(self) -> list[list[dict]]:
         """Per layer, the SampledKVCache stats after each call (prefill first, then one per generated token)."""
-        return [layer.history for layer in self.layers]
+        return [layer.history for layer in self.layers if isinstance(layer, SampledLayer)]
 
     def register(self) -> str:
         """Register this cache's attention (and SDPA's mask) under a fresh name; pass it as attn_implementation."""

@@ -165,7 +165,7 @@ NANOGPT_NOTE = (
 
 def nanogpt_row(columns: list[str]) -> dict:
     """The table row of nanoGPT's published CPU figure, labelled as theirs (every other column blank)."""
-    row = dict.fromkeys(columns, "")
+    row: dict[str, object] = dict.fromkeys(columns, "")
     row.update(
         variant="nanoGPT, published (theirs, not measured here)",
         val_loss=NANOGPT_CPU_LOSS,
