@@ -215,7 +215,8 @@ def train_run(
 
 def sweep(pattern: str, task: str, seq_len: int, lrs: list[float], progress=None, **options) -> dict:
     """Best row over the learning rates ``lrs`` (stops at the first that reaches ``stop_at`` on validation)."""
-    best, total = None, 0.0
+    best: dict | None = None
+    total = 0.0
     for lr in lrs:
         row = train_run(pattern, task, seq_len, lr=lr, **options)
         total += row["train_seconds"]
@@ -225,6 +226,8 @@ def sweep(pattern: str, task: str, seq_len: int, lrs: list[float], progress=None
             progress()
         if row["accuracy"] >= options.get("stop_at", 0.99):
             break
+    if best is None:
+        raise InvalidArgumentError("the learning-rate sweep needs at least one learning rate")
     return {**best, "train_seconds_sweep": total}
 
 

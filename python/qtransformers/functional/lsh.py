@@ -67,7 +67,7 @@ class LshSettings:
         if self.epsilon is not None and not (0.0 < self.epsilon < math.inf):
             raise InvalidArgumentError(f"epsilon must be positive and finite, got {self.epsilon}")
 
-    def core_args(self) -> tuple:
+    def core_args(self) -> tuple[int, int, int, int, int, float | None, float]:
         """(bits, tables, sinks, window, budget, epsilon, delta) as the Rust core takes them."""
         eps = None if self.epsilon is None else float(self.epsilon)
         return (self.bits, self.tables, self.sinks, self.window, self.budget, eps, float(self.delta))

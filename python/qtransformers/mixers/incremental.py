@@ -7,7 +7,7 @@ same outputs a full causal forward over all positions so far would give there, u
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,7 @@ _STEPPERS: dict[type, Callable[[nn.Module, Tensor, dict], Tensor]] = {}
 _SUPPORTED: dict[type, Callable[[nn.Module], bool]] = {}
 
 
-def register_incremental(cls: type, supported: Callable[[nn.Module], bool] | None = None):
+def register_incremental(cls: type, supported: Callable[[Any], bool] | None = None):
     """Decorator registering ``fn(mixer, x_new, cache) -> y_new`` as the cached forward of ``cls``.
 
     ``supported(mixer)``, if given, says whether a particular instance can use it (e.g. a parallel

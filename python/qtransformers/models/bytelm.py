@@ -136,7 +136,7 @@ class ByteLM(nn.Module):
         ``max_len`` of its mixers (a causal qrh kernel is defined up to it), None when unlimited."""
         if self.pos is not None:
             return self.config.max_seq_len
-        limits = [m.max_len for m in self.modules() if isinstance(getattr(m, "max_len", None), int)]
+        limits: list[int] = [v for m in self.modules() if isinstance(v := getattr(m, "max_len", None), int)]
         return min(limits) if limits else None
 
     def _check(self, tokens: Tensor, offset: int = 0) -> None:
