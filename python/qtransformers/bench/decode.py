@@ -149,6 +149,17 @@ def _caches(kinds, sizes, args):
             yield kind, k, v, list(q)
 
 
+def plot(rows: list[dict], out: Path) -> None:
+    """time.png (SDPA and SampledKVCache ms/token against S, one panel per kind) and error.png."""
+    timed = [
+        {"kind": r["kind"], "S": r["S"], "path": path, "ms": float(r[column])}
+        for r in rows
+        for path, column in (("SDPA", "sdpa_ms"), ("SampledKVCache", "lsh_ms"))
+    ]
+    plot_lines(timed, x="S", y="ms", series="path", panels="kind", path=out / "time.png", title="ms per decode token")
+    plot_lines(rows, x="S", y="rel_error", series="kind", path=out / "error.png", title="relative error vs SDPA")
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     """Run the suite; print the table and write results.csv, results.md, time.png and error.png into ``args.out``."""
     sizes_text = args.sizes or ("1024,2048" if args.quick else "4096,16384,65536,131072")
@@ -174,8 +185,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         del k, v
     out = Path(args.out)
     write_csv(rows, COLUMNS, out / "results.csv")
-    plot_lines(rows, x="S", y="lsh_ms", series="kind", path=out / "time.png", title="SampledKVCache.attend ms/token")
-    plot_lines(rows, x="S", y="rel_error", series="kind", path=out / "error.png", title="relative error vs SDPA")
+    plot(rows, out)
     machine = (
         f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
     )

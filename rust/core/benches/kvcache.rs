@@ -2,6 +2,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use qtransformers_core::kvcache::{LshConfig, SampledKvCache};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::hint::black_box;
 
 const HEADS: usize = 8;
@@ -19,11 +21,11 @@ fn config() -> LshConfig {
     }
 }
 
-/// Deterministic pseudo-random values in [-1, 1).
-fn values(n: usize, salt: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| (((i + salt) * 2654435761) % 20000) as f32 / 10000.0 - 1.0)
-        .collect()
+/// Seeded uniform values in [-1, 1) (ChaCha8, stream `salt`).
+fn values(n: usize, salt: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    rng.set_stream(salt);
+    (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect()
 }
 
 fn filled(len: usize) -> SampledKvCache {
@@ -43,7 +45,10 @@ fn bench_append(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("append", new), &new, |b, &new| {
             b.iter_batched(
                 || filled(4096),
-                |mut cache| cache.append(black_box(&k), black_box(&v), new).unwrap(),
+                |mut cache| {
+                    cache.append(black_box(&k), black_box(&v), new).unwrap();
+                    cache // dropped outside the timed section
+                },
                 criterion::BatchSize::LargeInput,
             )
         });
