@@ -125,18 +125,7 @@ def test_qmha_lsh_future_tokens_never_change_past_outputs(kind):
     assert not torch.equal(a, b)
 
 
-# With a causal *mask* and no is_causal, the estimator's row limit is the key axis length S: its local
-# window is the last `window` positions before S and its tail draws are rejection-sampled from 0..S
-# (rust/core/src/kvcache.rs), so a row's design changes with how many tokens follow it. No key it
-# cannot see is ever used (the leakage test above passes), but prefix consistency fails.
-MASK_LIMIT = pytest.mark.xfail(
-    strict=True, reason="lsh: window and tail draws depend on S under a causal mask without is_causal"
-)
-
-
-@pytest.mark.parametrize(
-    "kind", ["is_causal", pytest.param("bool", marks=MASK_LIMIT), pytest.param("float", marks=MASK_LIMIT)]
-)
+@pytest.mark.parametrize("kind", ["is_causal", "bool", "float"])
 def test_qmha_lsh_is_prefix_consistent(kind):
     """The output before t is the same when the input stops at t, up to float32 rounding of the projections
     on a shorter input (the exact backend shows the same ~1e-7)."""

@@ -2,10 +2,12 @@
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import final
 
 __version__: str
 
 __all__ = [
+    "SampledKvCache",
     "__version__",
     "allocate_shots",
     "amplitude_damping_kraus",
@@ -14,12 +16,14 @@ __all__ = [
     "causal_fftconv_backward",
     "depolarizing_kraus",
     "keyed_uniforms",
+    "lsh_attention",
     "mps_compress",
     "mps_inner",
     "mps_to_dense",
     "phase_damping_kraus",
     "sample_rows",
     "sample_rows_ordered",
+    "simhash_planes",
     "thermal_relaxation_kraus",
     "tt_svd",
 ]
@@ -166,11 +170,12 @@ def lsh_attention(
 def simhash_planes(dim: int, bits: int, tables: int, seed: int, heads: int) -> npt.NDArray[np.float32]:
     """The SimHash hyperplanes of heads 0..heads under ``seed``: flat (heads, tables, bits, dim) float32."""
 
+@final
 class SampledKvCache:
     """A B x H key/value cache with a growing SimHash index (wrapped by ``SampledKVCache``)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         batch: int,
         heads: int,
         dim: int,
@@ -183,7 +188,7 @@ class SampledKvCache:
         epsilon: float | None,
         delta: float,
         seed: int,
-    ) -> None: ...
+    ) -> SampledKvCache: ...
     def __len__(self) -> int: ...
     def reset(self) -> None:
         """Drop every cached position."""

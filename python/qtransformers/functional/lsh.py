@@ -3,7 +3,7 @@
 For each query row, with visible keys V (the causal limit and the mask decide), the estimator
 splits V into candidates C (keys sharing the query's SimHash code in at least one of ``tables``
 tables of ``bits`` random hyperplanes each, plus the first ``sinks`` and the last ``window``
-positions before the row's limit) and the remainder R = V \\ C. Candidate scores are computed
+positions before the row's limit, one past its last visible key) and the remainder R = V \\ C. Candidate scores are computed
 exactly; R is seen through n keys drawn uniformly *with replacement*, each weighted |R|/n
 (n = ``budget``, or sized from an (epsilon, delta) bound; when n >= |R| all of R is taken once
 and the row is exact). The output is the self-normalised ratio
@@ -279,8 +279,8 @@ def lsh_attention_ref(
     visible = scores > float("-inf")
     collide = (simhash_codes(q, planes).unsqueeze(-2) == simhash_codes(k, planes).unsqueeze(-3)).any(-1)
     pos = torch.arange(s)
-    limit = (torch.arange(length) + 1).clamp(max=s) if is_causal else torch.full((length,), s)
-    limit = limit.view(1, 1, length, 1).expand(b, h, length, 1)
+    # a row's limit is one past its last visible key: what follows it does not exist for the row's design
+    limit = torch.where(visible, pos + 1, 0).amax(-1, keepdim=True)
     fixed = (pos < sinks) | (pos >= limit - window)
     candidates = visible & (collide | fixed)
     remainder = (visible & ~candidates).sum(-1, keepdim=True).double()  # (B,H,L,1)

@@ -411,25 +411,35 @@ fn attend_row(
     out: &mut [f32],
     keep_design: bool,
 ) -> RowOut {
+    // The row's design (window, tail range, when to list the remainder) reads only its visible keys:
+    // under a mask, positions after its last visible key do not exist for it. So a causal mask given as
+    // a bias gives the same design as `causal`, and a row does not change with the keys that follow it.
+    let limit = match row.bias {
+        None => row.limit,
+        Some(b) => b[..row.limit]
+            .iter()
+            .rposition(|x| *x > f32::NEG_INFINITY)
+            .map_or(0, |p| p + 1),
+    };
     let vis = Visible {
-        limit: row.limit,
+        limit,
         bias: row.bias,
     };
-    let mut seen = Bits::new(row.limit);
+    let mut seen = Bits::new(limit);
     let mut cand: Vec<u32> = Vec::new();
     let add = |j: usize, seen: &mut Bits, cand: &mut Vec<u32>| {
         if vis.at(j) && seen.set(j) {
             cand.push(j as u32);
         }
     };
-    (0..cfg.sinks.min(row.limit)).for_each(|j| add(j, &mut seen, &mut cand));
-    (row.limit.saturating_sub(cfg.window)..row.limit).for_each(|j| add(j, &mut seen, &mut cand));
+    (0..cfg.sinks.min(limit)).for_each(|j| add(j, &mut seen, &mut cand));
+    (limit.saturating_sub(cfg.window)..limit).for_each(|j| add(j, &mut seen, &mut cand));
     let nb = 1usize << cfg.bits;
     let mut codes = vec![0u32; cfg.tables];
     hasher.codes(row.raw, &mut codes);
     for (t, &code) in codes.iter().enumerate() {
         for &j in &store.buckets[t * nb + code as usize] {
-            if j as usize >= row.limit {
+            if j as usize >= limit {
                 break;
             }
             add(j as usize, &mut seen, &mut cand);
@@ -446,7 +456,7 @@ fn attend_row(
         },
         list: None,
     };
-    if remainder * 2 < row.limit {
+    if remainder * 2 < limit {
         sampler.list = Some(remainder_list(&vis, &seen, remainder));
     }
     let first = match cfg.epsilon {
