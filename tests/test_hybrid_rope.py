@@ -244,3 +244,10 @@ def test_a_rope_model_trained_at_one_context_runs_at_four_times_it():
     short, long = held_out_loss(ctx), held_out_loss(4 * ctx)
     assert short < 0.6 * math.log(256), f"the model did not learn (loss {short:.3f} at its training context)"
     assert math.isfinite(long) and long <= 1.25 * short, f"loss {long:.3f} at 4x context vs {short:.3f} at 1x"
+
+
+def test_ablation_gives_heads_to_patterns_whose_mixers_have_heads():
+    from qtransformers.train.ablation import Variant, with_heads
+
+    assert with_heads(Variant("p", "hyena+attention,qrh"), 4).options == {"num_heads": 4}
+    assert with_heads(Variant("p", "hyena,qrh"), 4).options == {}
