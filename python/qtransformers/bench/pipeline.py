@@ -77,6 +77,11 @@ PIPELINE: tuple[Entry, ...] = (
     Entry("qrh-energy", "examples/qrh_energy.py", "examples/qrh_energy.py", "examples/qrh_energy.py", script=True),
     Entry("compression", "examples/compress_layers.py", "examples/compress_layers.py", "examples/compress_layers.py", script=True),
     Entry("long-context-16k", None, None, "bench long-context --only attention,qrh --lengths 16384 --repeats 3"),
+    Entry("decode", "bench decode --quick --kinds clustered,needle --sizes 256,512 --repeats 1", "bench decode --data {data} --sizes 4096,16384,65536 --train-seconds 60", "bench decode --data {data}", needs_data=True),
+    Entry("decode-bias", "bench decode-bias --quick --trials 100", "bench decode-bias --quick", "bench decode-bias"),
+    Entry("real-model", "bench real-model --data {data} --backends exact,stratified --budgets 4 --seeds 1 --paragraphs 4", "bench real-model --data {data} --backends stratified,hybrid,lsh --budgets 32 --seeds 1 --paragraphs 32", "bench real-model --data {data} --backends naive,naive+cv,stratified,stratified+cv,stratified+adaptive,hybrid,hybrid+favor-cv,lsh --budgets 8,16,32,64 --seeds 3 --paragraphs 64", needs_data=True, env={"OMP_NUM_THREADS": "1"}),
+    Entry("recall", "bench recall --tasks induction --mixers attention --lengths 16 --steps 5 --lr-sweep 1", "bench recall --lengths 64 --steps 1000 --lr-sweep 1 --time-limit 110", "bench recall --lengths 64,128,256,512 --steps 1500 --lr-sweep 3"),
+    Entry("lm-comparison", f"ablate --data {{data}} --steps 2 {TINY_LM} --only transformer-sdpa --hybrids qrh,attention", "ablate --data {data} --preset nanogpt-cpu --steps 200 --eval-batches 4 --long-context 0 --only attention,qrh-full,hyena --hybrids qrh,qrh,qrh,attention", "ablate --data {data} --preset nanogpt-cpu --steps 1000 --eval-every 250 --eval-batches 20 --long-context 0 --only attention,qrh-full,hyena --hybrids qrh,qrh,qrh,attention hyena,hyena,hyena,attention", needs_data=True, env={"OMP_NUM_THREADS": "1"}, drop=("*/ckpt-*", "*/latest")),
     Entry("ablation", f"ablate --data {{data}} --steps 2 {TINY_LM} --only transformer-sdpa,qrh-full", f"ablate --data {{data}} --steps 200 {ABLATION} --long-context 256", f"ablate --data {{data}} --steps 1000 {ABLATION} --long-context 1024", needs_data=True, env={"OMP_NUM_THREADS": "1"}, drop=("*/ckpt-*", "*/latest")),
 )
 # fmt: on
