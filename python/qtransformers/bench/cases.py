@@ -34,6 +34,10 @@ class _SelfAttend(nn.Module):
         return out
 
 
+FORWARD_ONLY = frozenset({"qmha-lsh"})
+"""Cases with no gradient (the Rust LSH estimator has no autograd): timed forward only."""
+
+
 def available_cases(*, causal: bool) -> dict[str, Callable[..., nn.Module]]:
     """Name -> factory ``f(dim, num_heads, device, dtype, length)`` of every case runnable with ``causal``.
 

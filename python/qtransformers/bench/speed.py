@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from qtransformers.bench import common
-from qtransformers.bench.cases import REFERENCE, available_cases, make_input, select_cases
+from qtransformers.bench.cases import FORWARD_ONLY, REFERENCE, available_cases, make_input, select_cases
 from qtransformers.bench.report import format_table, plot_lines, write_csv
 from qtransformers.bench.timing import median_ms, peak_memory_bytes
 
@@ -57,7 +57,14 @@ def run(args: argparse.Namespace) -> list[dict]:
     causal = not args.non_causal
     cases = select_cases(available_cases(causal=causal), args.only)
     rows = []
-    jobs = [(n, name, mode) for n in lengths for name in cases for mode in ("fwd", "fwd+bwd")]
+    modes = ("fwd", "fwd+bwd")
+    jobs = [
+        (n, name, mode)
+        for n in lengths
+        for name in cases
+        for mode in modes
+        if not (mode != "fwd" and name in FORWARD_ONLY)
+    ]
     torch.manual_seed(0)
     for n, name, mode in tqdm(jobs, desc="bench", disable=not args.progress):
         module = cases[name](dim, args.heads, device, dtype, n)

@@ -1070,7 +1070,16 @@ mod tests {
                 let hasher = SimHash::new(4, c.bits, c.tables, 11, (g % 2) as u64).unwrap();
                 let mut qc = vec![0u32; c.tables];
                 hasher.codes(&q[r * 4..(r + 1) * 4], &mut qc);
-                let limit = if causal { t + 1 } else { 37 };
+                // A row's limit is one past its last visible key (a mask ends the row where it ends).
+                let causal_limit = if causal { t + 1 } else { 37 };
+                let limit = if with_bias {
+                    (0..causal_limit)
+                        .rev()
+                        .find(|&j| bias[j] > f32::NEG_INFINITY)
+                        .map_or(0, |p| p + 1)
+                } else {
+                    causal_limit
+                };
                 let mut want: Vec<u32> = (0..limit)
                     .filter(|&j| {
                         let mut kc = vec![0u32; c.tables];
