@@ -52,6 +52,9 @@ class HyenaMixer(nn.Module):
         self, dim: int, *, causal: bool = True, short_kernel: int = 3, position: bool = True, backend: str = "auto"
     ) -> None:
         super().__init__()
+        if not causal:
+            raise InvalidArgumentError(f"the {type(self).__name__} mixer is causal only, got causal=False")
+        self.causal = True
         if position and dim % 2:
             raise InvalidArgumentError(f"hyena with position=True needs an even dim, got {dim}")
         self.dim, self.position, self.backend = dim, position, backend

@@ -45,6 +45,9 @@ class SpectralMixer(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
+        if not causal:
+            raise InvalidArgumentError(f"the {type(self).__name__} mixer is causal only, got causal=False")
+        self.causal = True
         if bands < 1:
             raise InvalidArgumentError(f"bands must be >= 1, got {bands}")
         if position and dim % 2:
