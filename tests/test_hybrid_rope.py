@@ -139,6 +139,8 @@ def test_patterns_repeat_to_the_depth_and_parallel_entries_sum():
     assert layer_mixers("qrh,qrh,qrh,attention", 8) == [("qrh",)] * 3 + [("attention",)] + [("qrh",)] * 3 + [
         ("attention",)
     ]
+    with pytest.raises(InvalidArgumentError, match="has 4 entries but the model has 2 layers"):
+        layer_mixers("qrh,qrh,qrh,attention", 2)
     model = tiny("hyena+attention,qrh", layers=3)
     kinds = [type(b.mixer).__name__ for b in model.blocks]
     assert kinds == ["ParallelMixer", "QRHLayer", "ParallelMixer"]

@@ -41,8 +41,17 @@ def parse_pattern(pattern: str) -> list[tuple[str, ...]]:
 
 
 def layer_mixers(pattern: str, layers: int, *, causal: bool = True) -> list[tuple[str, ...]]:
-    """The entry of each of ``layers`` layers: ``pattern``'s entries repeated cyclically; checks causality."""
+    """The entry of each of ``layers`` layers: ``pattern``'s entries repeated cyclically; checks causality.
+
+    Raises when the pattern has more entries than ``layers`` (cutting it would silently drop mixers,
+    e.g. the attention layer of ``"qrh,qrh,qrh,attention"`` at depth 2).
+    """
     entries = parse_pattern(pattern)
+    if len(entries) > layers:
+        raise InvalidArgumentError(
+            f"pattern {pattern!r} has {len(entries)} entries but the model has {layers} layers; "
+            f"use at least {len(entries)} layers"
+        )
     if causal:
         for name in sorted({n for entry in entries for n in entry}):
             if not supports_causal(name):
