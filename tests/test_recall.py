@@ -184,5 +184,10 @@ def test_cli_smoke(tmp_path):
     assert {(r["mixer"], r["layers"]) for r in rows} == {(patterns[0], "2"), (patterns[1], "2"), (patterns[2], "3")}
     assert (out / "results.md").read_text().count("|") > 10
     assert (out / "recall_mqar.png").stat().st_size > 0 and (out / "recall_induction.png").stat().st_size > 0
+    merged = tmp_path / "merged"
+    assert main(["bench", "recall", "--merge", str(out / "results.csv"), "--out", str(merged), "--no-progress"]) == 0
+    assert list(csv.DictReader(open(merged / "results.csv"))) == rows
+    assert "merged from" in (merged / "results.md").read_text() and (merged / "recall_mqar.png").stat().st_size > 0
+    assert main(["bench", "recall", "--merge", str(tmp_path / "none.csv"), "--out", str(merged)]) == 2
     assert main(["bench", "recall", "--mixers", "attention,nope", "--out", str(out), "--no-progress"]) == 2
     assert main(["bench", "recall", "--tasks", "sorting", "--out", str(out), "--no-progress"]) == 2

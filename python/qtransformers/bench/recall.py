@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from qtransformers import mixers
 from qtransformers.bench.common import header
-from qtransformers.bench.report import format_markdown, format_table, plot_lines, write_csv
+from qtransformers.bench.report import format_markdown, format_table, plot_lines, read_csv, write_csv
 from qtransformers.exceptions import InvalidArgumentError
 from qtransformers.mixers.hybrid import parse_pattern
 from qtransformers.models import ByteLM, ByteLMConfig
@@ -91,6 +91,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and data (default 0)")
     parser.add_argument("--out", default="qtransformers-bench", help="output folder (default ./qtransformers-bench)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="CSV",
+        help="train nothing: merge these results.csv files into --out's table, goals and plots",
+    )
 
 
 def items_for(seq_len: int, pairs: int | None) -> int:
@@ -334,8 +341,35 @@ def run_options(args: argparse.Namespace) -> dict:
     )
 
 
+def invocation() -> str:
+    """The command line this process was started with, as ``qtransformers ...`` ("" when there is none)."""
+    return "qtransformers " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
+
+
+def merge(args: argparse.Namespace) -> list[dict]:
+    """``--merge``: the rows of several results.csv files, written into ``args.out`` as one table with its plots."""
+    rows: list[dict] = []
+    for path in map(Path, args.merge):
+        if not path.is_file():
+            raise InvalidArgumentError(f"--merge: {path} is not a file")
+        rows += read_csv(path)[0]
+    if not rows:
+        raise InvalidArgumentError(f"--merge: no rows in {', '.join(args.merge)}")
+    names = list(dict.fromkeys(str(r["mixer"]) for r in rows))
+    tasks = list(dict.fromkeys(str(r["task"]) for r in rows))
+    lengths = sorted({int(r["seq_len"]) for r in rows})
+    title = f"# merged from {', '.join(args.merge)} (each file's results.md gives its machine and command)"
+    command = invocation()
+    goals = write_outputs(rows, Path(args.out), title, command, int(rows[0]["dim"]), names, tasks, lengths)
+    print(format_table(rows, [*COLUMNS, "train_seconds_sweep"]))
+    print("\n".join(goals))
+    return rows
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     """Run the bench, print the table and write results.csv, results.md and one PNG per task into ``args.out``."""
+    if args.merge:
+        return merge(args)
     names, tasks, lengths, lrs = _parse(args)
     out = Path(args.out)
     options = run_options(args)
@@ -350,7 +384,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         + (f" and <= {args.time_limit:g} s" if args.time_limit is not None else "")
         + f" per run, lr sweep {lrs}, position {args.position}, seed {args.seed}",
     )
-    command = "qtransformers " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
+    command = invocation()
     rows: list[dict] = []
     for task in tasks:
         for n in lengths:
