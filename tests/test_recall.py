@@ -14,6 +14,7 @@ from qtransformers.bench.recall import (
     add_arguments,
     build_model,
     fixed_set,
+    goal_lines,
     items_for,
     lr_at,
     run_options,
@@ -169,6 +170,23 @@ def test_learning_rate_schedule_follows_steps_or_time_whichever_ends_first():
     )
 
 
+def test_goal_lines_judge_a_hybrid_only_against_an_attention_that_solved_mqar():
+    def rows(attention: float, hybrid: float) -> list[dict]:
+        return [
+            {"mixer": "attention", "task": "mqar", "seq_len": 256, "accuracy": attention},
+            {"mixer": "hyena,attention", "task": "mqar", "seq_len": 256, "accuracy": hybrid},
+        ]
+
+    names = ["attention", "hyena,attention"]
+    solved = goal_lines(rows(0.995, 0.93), names, ["mqar"], [256])
+    assert "attention MQAR accuracy at N = 256: 0.9950 (reached 0.99)" in solved
+    assert any("0.935 of attention's (>= 0.9)" in line for line in solved)
+    assert any("0.804 of attention's (< 0.9)" in line for line in goal_lines(rows(0.995, 0.8), names, ["mqar"], [256]))
+    chance = goal_lines(rows(0.004, 0.005), names, ["mqar"], [256])  # a ratio of chance levels is not a result
+    assert any("not judged" in line for line in chance) and not any(">= 0.9" in line for line in chance)
+    assert sum("N = 256" in line and line.startswith("attention") for line in chance) == 1
+
+
 def test_cli_smoke(tmp_path):
     out = tmp_path / "recall"
     patterns = ("attention", "hyena+attention", "hyena,hyena,attention")
@@ -187,7 +205,9 @@ def test_cli_smoke(tmp_path):
     merged = tmp_path / "merged"
     assert main(["bench", "recall", "--merge", str(out / "results.csv"), "--out", str(merged), "--no-progress"]) == 0
     assert list(csv.DictReader(open(merged / "results.csv"))) == rows
-    assert "merged from" in (merged / "results.md").read_text() and (merged / "recall_mqar.png").stat().st_size > 0
+    text = (merged / "results.md").read_text()
+    assert "merged results" in text and "command: `qtransformers bench recall --tasks mqar,induction" in text
+    assert (merged / "recall_mqar.png").stat().st_size > 0
     assert main(["bench", "recall", "--merge", str(tmp_path / "none.csv"), "--out", str(merged)]) == 2
     assert main(["bench", "recall", "--mixers", "attention,nope", "--out", str(out), "--no-progress"]) == 2
     assert main(["bench", "recall", "--tasks", "sorting", "--out", str(out), "--no-progress"]) == 2
