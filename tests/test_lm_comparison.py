@@ -174,6 +174,12 @@ def test_hybrid_patterns_and_rope_rows(corpus, tmp_path):
         assert (out / name / "sample.txt").is_file()
 
 
+def test_a_pattern_longer_than_the_depth_stops_the_study_before_training(corpus, tmp_path):
+    argv = ["ablate", "--data", str(corpus), "--out", str(tmp_path / "x"), "--no-progress", *TINY]
+    assert main([*argv, "--only", "transformer-sdpa", "--hybrids", "qrh,attention"]) == 2  # TINY has 1 layer
+    assert not (tmp_path / "x" / "transformer-sdpa").exists()
+
+
 def test_goal_models_are_subquadratic_or_the_issues_hybrids():
     from qtransformers.train.ablation import is_goal_model
 

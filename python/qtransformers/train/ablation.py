@@ -313,6 +313,8 @@ def run_ablation(
     With ``rope``, each chosen variant with an attention-based mixer is followed by its RoPE copy
     (:func:`rope_variant`). Each run writes into train.out/<variant name>; a hybrid's variant name is its pattern.
     """
+    for pattern in hybrids:  # a bad pattern (unknown name, more entries than layers) stops the study up front
+        layer_mixers(pattern, base.layers)
     target = count_parameters(_variant_config(base, Variant(BASELINE, BASELINE)))
     rows = []
     chosen = [v for v in variants() if only is None or v.mixer in only or v.name in only]
