@@ -209,5 +209,6 @@ def test_cli_smoke(tmp_path):
     assert "merged results" in text and "command: `qtransformers bench recall --tasks mqar,induction" in text
     assert (merged / "recall_mqar.png").stat().st_size > 0
     assert main(["bench", "recall", "--merge", str(tmp_path / "none.csv"), "--out", str(merged)]) == 2
+    assert main(["bench", "recall", "--merge", str(out / "results.csv"), "--out", str(out)]) == 2  # would overwrite
     assert main(["bench", "recall", "--mixers", "attention,nope", "--out", str(out), "--no-progress"]) == 2
     assert main(["bench", "recall", "--tasks", "sorting", "--out", str(out), "--no-progress"]) == 2

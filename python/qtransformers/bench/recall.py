@@ -376,6 +376,8 @@ def merge(args: argparse.Namespace) -> list[dict]:
     for path in map(Path, args.merge):
         if not path.is_file():
             raise InvalidArgumentError(f"--merge: {path} is not a file")
+        if path.parent.resolve() == Path(args.out).resolve():
+            raise InvalidArgumentError(f"--merge: --out {args.out} holds {path}; write the merge to another folder")
         rows += read_csv(path)[0]
     if not rows:
         raise InvalidArgumentError(f"--merge: no rows in {', '.join(args.merge)}")
@@ -449,5 +451,6 @@ def write_outputs(
             path=out / f"recall_{task}.png",
             title=f"{task}: held-out accuracy (width {dim})",
             logy=False,
+            ylim=(0.0, 1.02),
         )
     return goals

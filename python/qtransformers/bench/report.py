@@ -77,8 +77,10 @@ def plot_lines(
     panels: str | None = None,
     logx: bool = True,
     logy: bool = True,
+    ylim: tuple[float, float] | None = None,
 ) -> None:
-    """Line plot of ``y`` against ``x``, one line per ``series`` value, one panel per ``panels`` value."""
+    """Line plot of ``y`` against ``x``, one line per ``series`` value, one panel per ``panels`` value
+    (``ylim``: fixed y range, e.g. (0, 1) for an accuracy)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,6 +101,8 @@ def plot_lines(
             ax.set_xscale("log", base=2)
         if logy:
             ax.set_yscale("log")
+        if ylim is not None:
+            ax.set_ylim(*ylim)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
