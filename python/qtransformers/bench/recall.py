@@ -54,6 +54,7 @@ COLUMNS = [
     "steps",
     "items",
 ]
+TABLE_COLUMNS = [*COLUMNS, "train_seconds_sweep"]  # the CSV and tables: each row plus its sweep's total time
 LR_GRID = (3e-3, 1e-3, 1e-2, 3e-4)
 WARMUP_STEPS = 200
 TEST_SEED_OFFSET, VALID_SEED_OFFSET = 1_000_003, 2_000_003
@@ -387,7 +388,7 @@ def merge(args: argparse.Namespace) -> list[dict]:
     title = "# merged results\n\n" + "\n".join(f"- {path}: {source_of(Path(path))}" for path in args.merge)
     command = invocation(args)
     goals = write_outputs(rows, Path(args.out), title, command, int(rows[0]["dim"]), names, tasks, lengths)
-    print(format_table(rows, [*COLUMNS, "train_seconds_sweep"]))
+    print(format_table(rows, TABLE_COLUMNS))
     print("\n".join(goals))
     return rows
 
@@ -421,7 +422,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 goals = write_outputs(rows, out, title, command, args.dim, names, tasks, lengths)
     bar.close()
     print(title)
-    print(format_table(rows, [*COLUMNS, "train_seconds_sweep"]))
+    print(format_table(rows, TABLE_COLUMNS))
     print("\n".join(goals))
     return rows
 
@@ -437,10 +438,9 @@ def write_outputs(
     lengths: list[int],
 ) -> list[str]:
     """(Re)write results.csv, results.md and one PNG per task of ``rows`` into ``out``; the goal lines."""
-    columns = [*COLUMNS, "train_seconds_sweep"]
     goals = goal_lines(rows, names, tasks, lengths)
-    write_csv(rows, columns, out / "results.csv")
-    text = [title, "", f"command: `{command}`" if command else "", "", format_markdown(rows, columns), ""] + goals
+    write_csv(rows, TABLE_COLUMNS, out / "results.csv")
+    text = [title, "", f"command: `{command}`" if command else "", "", format_markdown(rows, TABLE_COLUMNS), ""] + goals
     (out / "results.md").write_text("\n".join(text) + "\n")
     for task in sorted({r["task"] for r in rows}):
         plot_lines(
