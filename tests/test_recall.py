@@ -202,6 +202,10 @@ def test_cli_smoke(tmp_path):
     assert {(r["mixer"], r["layers"]) for r in rows} == {(patterns[0], "2"), (patterns[1], "2"), (patterns[2], "3")}
     assert (out / "results.md").read_text().count("|") > 10
     assert (out / "recall_mqar.png").stat().st_size > 0 and (out / "recall_induction.png").stat().st_size > 0
+    progress = list(csv.DictReader(open(out / "progress.csv")))  # one line per validation (step 2 of 3) of each run
+    runs = {(m, t, lr) for m in patterns for t in ("mqar", "induction") for lr in ("0.003", "0.001")}
+    assert {(r["mixer"], r["task"], r["lr"]) for r in progress} == runs and len(progress) == len(runs)
+    assert {r["step"] for r in progress} == {"2"} and all(0 <= float(r["valid_accuracy"]) <= 1 for r in progress)
     merged = tmp_path / "merged"
     assert main(["bench", "recall", "--merge", str(out / "results.csv"), "--out", str(merged), "--no-progress"]) == 0
     assert list(csv.DictReader(open(merged / "results.csv"))) == rows

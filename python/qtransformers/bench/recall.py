@@ -15,12 +15,14 @@ held-out test set of fresh sequences, and the best learning rate's row is kept. 
 is wall time, ``cpu_seconds`` the process's CPU time (all its threads) over the same interval:
 on a shared machine the second is the fairer measure of the work done.
 Writes ``results.csv``, ``results.md`` and ``recall_<task>.png`` (accuracy against length), rewritten
-after every finished sweep, so a long run that is stopped keeps what it measured.
+after every finished sweep, so a long run that is stopped keeps what it measured, and
+``progress.csv``, one line per validation of every run (step, loss, validation accuracy) as it trains.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import shlex
 import time
@@ -55,6 +57,8 @@ COLUMNS = [
     "items",
 ]
 TABLE_COLUMNS = [*COLUMNS, "train_seconds_sweep"]  # the CSV and tables: each row plus its sweep's total time
+PROGRESS_COLUMNS = ["mixer", "task", "seq_len", "lr", "step", "loss", "valid_accuracy", "train_seconds"]
+"""Columns of ``progress.csv``: one line per validation of every run, written as training goes."""
 LR_GRID = (3e-3, 1e-3, 1e-2, 3e-4)
 WARMUP_STEPS = 200
 TEST_SEED_OFFSET, VALID_SEED_OFFSET = 1_000_003, 2_000_003
@@ -196,11 +200,14 @@ def train_run(
     time_limit: float | None = None,
     seed: int = 0,
     make_targets=None,
+    log: Path | None = None,
 ) -> dict:
     """Train one model at one learning rate; its row (test ``accuracy``, ``steps`` run, ``train_seconds``, ...).
 
     ``make_targets(inputs, targets) -> targets``, if given, replaces the training targets (a test
     uses it to shuffle the answers: nothing is then learnable and accuracy must stay at chance).
+    ``log``, if given, is a CSV file that gets one line per validation (every ``eval_every`` steps):
+    :data:`PROGRESS_COLUMNS`, so a long run that is stopped still shows how far it got.
     """
     torch.manual_seed(seed)
     model = build_model(pattern, seq_len, dim=dim, layers=layers, heads=heads, vocab=vocab, position=position)
@@ -218,8 +225,14 @@ def train_run(
     step = 0
     model.train()
 
-    def solved() -> bool:
-        return accuracy(model, valid) >= stop_at
+    def solved(loss: float) -> bool:
+        valid_accuracy = accuracy(model, valid)
+        if log is not None:
+            elapsed = time.perf_counter() - start
+            line = [pattern, task, seq_len, lr, step, f"{loss:.5g}", f"{valid_accuracy:.4f}", f"{elapsed:.1f}"]
+            with log.open("a", newline="") as f:
+                csv.writer(f).writerow(line)
+        return valid_accuracy >= stop_at
 
     while step < steps:
         inputs, targets = make_batch(task, batch_size, seq_len, generator=generator, **task_args)
@@ -235,7 +248,7 @@ def train_run(
         optimizer.step()
         step += 1
         out_of_time = time_limit is not None and time.perf_counter() - start > time_limit
-        if out_of_time or (step % eval_every == 0 and (not math.isfinite(loss.item()) or solved())):
+        if out_of_time or (step % eval_every == 0 and (not math.isfinite(loss.item()) or solved(loss.item()))):
             break
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     return {
@@ -412,12 +425,18 @@ def run(args: argparse.Namespace) -> list[dict]:
         + f" per run, lr sweep {lrs}, position {args.position}, seed {args.seed}",
     )
     command = invocation(args)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "progress.csv"
+    with log.open("w", newline="") as f:
+        csv.writer(f).writerow(PROGRESS_COLUMNS)
     rows: list[dict] = []
     for task in tasks:
         for n in lengths:
             for pattern in names:
                 items = items_for(n, args.pairs)
-                rows.append(sweep(pattern, task, n, lrs, progress=lambda: bar.update(1), items=items, **options))
+                rows.append(
+                    sweep(pattern, task, n, lrs, progress=lambda: bar.update(1), items=items, log=log, **options)
+                )
                 bar.set_postfix_str(f"{pattern} {task} N={n}: {rows[-1]['accuracy']:.3f}")
                 goals = write_outputs(rows, out, title, command, args.dim, names, tasks, lengths)
     bar.close()
