@@ -20,6 +20,7 @@ from qtransformers.bench.recall import (
     run_options,
     scored_logits,
     train_run,
+    training_lengths,
 )
 from qtransformers.cli import main
 from qtransformers.exceptions import InvalidArgumentError
@@ -138,14 +139,19 @@ def test_attention_learns_induction_and_no_mixing_or_shuffled_answers_stay_at_ch
     assert no_mixing_accuracy("induction", 16, items=2, vocab=32, steps=400) <= 0.15
 
 
+def bench_defaults() -> argparse.Namespace:
+    """The options of ``qtransformers bench recall`` given no arguments."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args([])
+
+
 def test_attention_learns_mqar_with_the_bench_defaults():
     """The quick MQAR run: ``qtransformers bench recall``'s defaults (N = 64, width 64, 8 pairs, vocab 512,
     RoPE, the sweep's first rate) train a 2-layer attention model to >= 0.99 held-out accuracy. Before
     its phase transition the model sits at about 1/pairs (it picks one of the sequence's values), so
     the bar cannot be met without recall; a model whose mixers are removed stays near 1/256."""
-    defaults = argparse.ArgumentParser()
-    add_arguments(defaults)
-    d = defaults.parse_args([])
+    d = bench_defaults()
     n = int(d.lengths)
     items = items_for(n, d.pairs)
     assert (n, d.dim, items, d.position) == (64, 64, 8, "rope")
@@ -153,6 +159,25 @@ def test_attention_learns_mqar_with_the_bench_defaults():
     assert row["accuracy"] >= 0.99, row
     assert row["steps"] < d.steps, row  # stopped early: validation reached stop_at
     assert no_mixing_accuracy("mqar", n, items=items, vocab=d.vocab, steps=200) <= 0.02
+
+
+def test_length_mix_cycles_through_shorter_lengths_with_scaled_pairs():
+    assert training_lengths(256, 32, False) == [(256, 32)]
+    assert training_lengths(256, 32, True) == [(64, 8), (128, 16), (256, 32)]
+    assert training_lengths(64, 8, True) == [(16, 2), (32, 4), (64, 8)]
+    assert training_lengths(40, 3, True) == [(20, 2), (40, 3)]  # N/4 = 10 is under 16; pairs at least 2
+    seen = []
+
+    def record(inputs, targets):
+        seen.append(inputs.size(1))
+        return targets
+
+    options = {**QUICK, "steps": 6, "eval_every": 100, "test_sequences": 8}
+    row = train_run("attention", "mqar", 64, lr=3e-3, length_mix=True, make_targets=record, **options)
+    assert seen == [16, 32, 64, 16, 32, 64] and row["train_lengths"] == "16/32/64" and row["seq_len"] == 64
+    seen.clear()
+    assert train_run("attention", "mqar", 64, lr=3e-3, make_targets=record, **options)["train_lengths"] == "64"
+    assert seen == [64] * 6
 
 
 def test_learning_rate_schedule_follows_steps_or_time_whichever_ends_first():

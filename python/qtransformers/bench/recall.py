@@ -4,7 +4,9 @@ For every (mixer or pattern, task, length) a small causal model (:class:`ByteLM`
 task's vocabulary) is trained on fresh batches from :mod:`qtransformers.train.synthetic`, for each
 learning rate of a small sweep, with AdamW (weight decay 0.1), linear warm-up then cosine decay
 (laid out over ``--steps`` or, when it comes first, ``--time-limit``) and gradient clipping at 1;
-the loss and the accuracy count only the scored positions (MQAR's queries). Positions are rotary
+the loss and the accuracy count only the scored positions (MQAR's queries). With ``--length-mix``
+the training batches cycle through N/4, N/2 and N (pairs scaled alike), as Zoology trains MQAR on
+a mix of lengths and pair counts; validation and test stay at N. Positions are rotary
 by default: MQAR needs a previous-token head (the value's position must carry its key), which
 RoPE gives every attention layer directly; with a learned table attention stayed on MQAR's
 plateau (about 1/pairs) for 3,000 steps at N = 64 in our trials. A pattern with more entries than
@@ -55,6 +57,7 @@ COLUMNS = [
     "lr",
     "steps",
     "items",
+    "train_lengths",
 ]
 TABLE_COLUMNS = [*COLUMNS, "train_seconds_sweep"]  # the CSV and tables: each row plus its sweep's total time
 PROGRESS_COLUMNS = ["mixer", "task", "seq_len", "lr", "step", "loss", "valid_accuracy", "train_seconds"]
@@ -84,6 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--position", default="rope", choices=list(POSITIONS), help="position scheme (default rope)")
     parser.add_argument("--vocab", type=int, default=512, help="task vocabulary size (default 512)")
     parser.add_argument("--pairs", type=int, default=None, help="MQAR pairs / copied tokens (default N/8, >= 2)")
+    parser.add_argument(
+        "--length-mix",
+        action="store_true",
+        help="train a run of length N on batches cycling through N/4, N/2 and N (pairs scaled alike), "
+        "as Zoology trains MQAR on a mix of lengths; tested at N only",
+    )
     parser.add_argument("--steps", type=int, default=4000, help="training steps per run at most (default 4000)")
     parser.add_argument("--batch-size", type=int, default=64, help="sequences per step (default 64)")
     parser.add_argument("--lr-sweep", type=int, default=3, help=f"how many of the rates {LR_GRID} to try (default 3)")
@@ -112,6 +121,15 @@ def items_for(seq_len: int, pairs: int | None) -> int:
     with 4 at N = 64 in our trials.
     """
     return pairs if pairs is not None else max(2, seq_len // 8)
+
+
+def training_lengths(seq_len: int, items: int, mix: bool) -> list[tuple[int, int]]:
+    """(length, items) of the training batches, used in turn: ``(seq_len, items)`` alone, or with ``mix``
+    also N/4 and N/2 (those of at least 16) with the items scaled by the same factor (at least 2)."""
+    if not mix:
+        return [(seq_len, items)]
+    shorter = [seq_len // d for d in (4, 2) if seq_len // d >= 16]
+    return [(n, max(2, items * n // seq_len)) for n in shorter] + [(seq_len, items)]
 
 
 def depth_of(pattern: str, layers: int) -> int:
@@ -192,6 +210,7 @@ def train_run(
     heads: int = 1,
     vocab: int = 512,
     items: int = 4,
+    length_mix: bool = False,
     position: str = "rope",
     weight_decay: float = 0.1,
     stop_at: float = 0.995,
@@ -206,6 +225,8 @@ def train_run(
 
     ``make_targets(inputs, targets) -> targets``, if given, replaces the training targets (a test
     uses it to shuffle the answers: nothing is then learnable and accuracy must stay at chance).
+    ``length_mix``: the training batches cycle through :func:`training_lengths` (validation and test
+    stay at ``seq_len``).
     ``log``, if given, is a CSV file that gets one line per validation (every ``eval_every`` steps):
     :data:`PROGRESS_COLUMNS`, so a long run that is stopped still shows how far it got.
     """
@@ -220,6 +241,7 @@ def train_run(
         [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
     )
     generator = torch.Generator().manual_seed(seed)
+    schedule = training_lengths(seq_len, items, length_mix)
     warmup = max(1, min(steps // 10, WARMUP_STEPS))
     start, cpu_start = time.perf_counter(), time.process_time()
     step = 0
@@ -235,7 +257,8 @@ def train_run(
         return valid_accuracy >= stop_at
 
     while step < steps:
-        inputs, targets = make_batch(task, batch_size, seq_len, generator=generator, **task_args)
+        n, n_items = schedule[step % len(schedule)]
+        inputs, targets = make_batch(task, batch_size, n, generator=generator, items=n_items, vocab=vocab)
         if make_targets is not None:
             targets = make_targets(inputs, targets)
         for group in optimizer.param_groups:
@@ -265,6 +288,7 @@ def train_run(
         "lr": lr,
         "steps": step,
         "items": items,
+        "train_lengths": "/".join(str(n) for n, _ in schedule),
     }
 
 
@@ -364,6 +388,7 @@ def run_options(args: argparse.Namespace) -> dict:
         test_sequences=args.test_sequences,
         time_limit=args.time_limit,
         seed=args.seed,
+        length_mix=args.length_mix,
     )
 
 
@@ -422,7 +447,8 @@ def run(args: argparse.Namespace) -> list[dict]:
         f"{args.layers} layers (or one per entry of a longer pattern), width {args.dim}, {args.heads} head(s), "
         f"vocab {args.vocab}, batch {args.batch_size}, <= {args.steps} steps"
         + (f" and <= {args.time_limit:g} s" if args.time_limit is not None else "")
-        + f" per run, lr sweep {lrs}, position {args.position}, seed {args.seed}",
+        + f" per run, lr sweep {lrs}, position {args.position}, seed {args.seed}"
+        + (", training lengths N/4, N/2, N in turn" if args.length_mix else ""),
     )
     command = invocation(args)
     out.mkdir(parents=True, exist_ok=True)
