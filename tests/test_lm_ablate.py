@@ -2,6 +2,8 @@
 
 import csv
 
+import pytest
+
 from qtransformers import mixers
 from qtransformers.cli import main
 from qtransformers.models import ByteLMConfig
@@ -21,6 +23,24 @@ def test_match_size_equalises_parameters():
     config = match_size(base, Variant("phase", "phase"), target)
     assert config.mixer == "phase" and config.dim % 4 == 0
     assert abs(count_parameters(config) - target) / target < 0.005
+
+
+def test_same_width_keeps_the_baseline_width_and_matches_parameters_through_the_mlp():
+    base = ByteLMConfig(mixer=BASELINE, dim=64, layers=4, max_seq_len=64)
+    target = count_parameters(base)
+    hybrid = Variant("qrh,qrh,qrh,attention", "qrh,qrh,qrh,attention")
+    nearest = match_size(base, hybrid, target)
+    same = match_size(base, hybrid, target, same_width=True)
+    assert nearest.dim != 64 and same.dim == 64  # the closest width at the default MLP is another one
+    assert same.mlp_hidden > base.mlp_ratio * 64  # the MLP absorbs the parameters QRH does not use
+    assert abs(count_parameters(same) - target) / target < 0.005
+    with pytest.raises(ValueError, match="width 66 builds"):  # qrh needs a width divisible by 4
+        match_size(
+            ByteLMConfig(mixer=BASELINE, dim=66, layers=1, max_seq_len=16),
+            Variant("qrh", "qrh"),
+            target,
+            same_width=True,
+        )
 
 
 def test_ablate_cli_writes_table_csv_and_plots(tmp_path, shakespeare_path):
@@ -59,6 +79,12 @@ def test_ablate_cli_writes_table_csv_and_plots(tmp_path, shakespeare_path):
     for name in ("ablation.md", "ablation_val_bpb.png", "ablation_curves.png", "ablation_step_time.png"):
         assert (out / name).stat().st_size > 100, name
     assert "| variant |" in (out / "ablation.md").read_text()
+    same = tmp_path / "same-width"
+    assert main([*argv[:-1], "--only", "hyena", "--same-width", "--out", str(same), "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(same / "ablation.csv")))
+    assert [(r["variant"], r["dim"], r["status"]) for r in rows] == [("hyena", "32", "ok")]  # nearest width: 28
+    assert abs(float(rows[0]["params_vs_baseline"]) - 1) < 0.02
+    assert "every variant at the baseline's width" in (same / "ablation.md").read_text()
 
 
 def test_heads_option_reaches_only_mixers_with_heads():

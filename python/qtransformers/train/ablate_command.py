@@ -91,6 +91,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="add a '<variant>-rope' row (RoPE, no position table) for every variant with an attention-based mixer",
     )
     parser.add_argument(
+        "--same-width",
+        action="store_true",
+        help="every variant keeps the baseline's width and matches its parameter count through the MLP hidden "
+        "size only (default: the closest width, then the MLP)",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="train nothing: rewrite the table, samples and plots from --out's ablation.csv and run folders "
@@ -233,6 +239,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         rope=args.rope,
         prompt=args.prompt,
         progress=progress,
+        same_width=args.same_width,
     )
     bar.close()
     write_csv(rows, COLUMNS, out / "ablation.csv")
@@ -278,7 +285,9 @@ def write_report(rows: list[dict], args: argparse.Namespace, out: Path) -> None:
         device,
         torch.float32 if args.dtype in ("auto", "float32") and device.type == "cpu" else torch.bfloat16,
         f"{budget or f'{args.steps} steps'}, ctx {args.seq_len}, batch {args.batch_size}, {args.layers} layers, "
-        f"baseline dim {args.dim}, {args.heads} heads" + (f", preset {args.preset}" if args.preset else ""),
+        f"baseline dim {args.dim}, {args.heads} heads"
+        + (", every variant at the baseline's width (MLP matched)" if getattr(args, "same_width", False) else "")
+        + (f", preset {args.preset}" if args.preset else ""),
     )
     shown = [c for c in COLUMNS if c not in ("mixer", "options") and any(c in r for r in rows)]
     table = format_table(rows, shown)

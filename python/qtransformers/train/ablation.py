@@ -144,15 +144,18 @@ def count_parameters(config: ByteLMConfig) -> int:
         return ByteLM(config).num_parameters()
 
 
-def match_size(base: ByteLMConfig, variant: Variant, target: int, *, multiple: int = 4) -> ByteLMConfig:
+def match_size(
+    base: ByteLMConfig, variant: Variant, target: int, *, multiple: int = 4, same_width: bool = False
+) -> ByteLMConfig:
     """Config of ``variant`` whose parameter count is closest to ``target``.
 
-    First the width (a multiple of ``multiple`` that the mixer accepts) with the closest count at the
-    default MLP, then the MLP hidden width is moved to absorb the remainder (each hidden unit is
-    ``layers * (2 * dim + 1)`` parameters), so counts match to a fraction of a percent.
+    First the width (a multiple of ``multiple`` that the mixer accepts; with ``same_width`` the
+    base's width only) with the closest count at the default MLP, then the MLP hidden width is moved
+    to absorb the remainder (each hidden unit is ``layers * (2 * dim + 1)`` parameters), so counts
+    match to a fraction of a percent.
     """
     best: tuple[float, ByteLMConfig] | None = None
-    for dim in range(multiple, 4 * base.dim + 1, multiple):
+    for dim in [base.dim] if same_width else range(multiple, 4 * base.dim + 1, multiple):
         config = _variant_config(base, variant, dim=dim)
         try:
             params = count_parameters(config)
@@ -164,7 +167,8 @@ def match_size(base: ByteLMConfig, variant: Variant, target: int, *, multiple: i
         if params > 2 * target:
             break
     if best is None:
-        raise ValueError(f"no width up to {4 * base.dim} builds mixer {variant.mixer!r} with {variant.options}")
+        widths = f"width {base.dim}" if same_width else f"no width up to {4 * base.dim}"
+        raise ValueError(f"{widths} builds mixer {variant.mixer!r} with {variant.options}")
     config = best[1]
     hidden = config.mlp_ratio * config.dim
     per_unit = config.layers * (2 * config.dim + 1)
@@ -239,17 +243,25 @@ def sample(model: ByteLM, prompt: str = SAMPLE_PROMPT, max_new_bytes: int = SAMP
 
 
 def run_variant(
-    variant: Variant, base: ByteLMConfig, train: TrainConfig, target: int, long_ctx: int, prompt: str = SAMPLE_PROMPT
+    variant: Variant,
+    base: ByteLMConfig,
+    train: TrainConfig,
+    target: int,
+    long_ctx: int,
+    prompt: str = SAMPLE_PROMPT,
+    *,
+    same_width: bool = False,
 ) -> dict:
     """Train one variant at the matched width and return its row of the table (with a generated ``sample``).
 
     ``target`` is the baseline's parameter count. A variant that drops the baseline's learned position
     table (``position`` other than the base's ``"learned"``) is matched to ``target`` minus that table,
     so its mixers and MLPs are as large as the baseline's; ``params_vs_baseline`` shows the difference.
+    ``same_width``: keep the base's width, matching the count through the MLP only (:func:`match_size`).
     """
     table = base.max_seq_len * base.dim if base.position == "learned" else 0
     drops_table = variant.position is not None and variant.position != "learned"
-    config = match_size(base, variant, target - table if drops_table else target)
+    config = match_size(base, variant, target - table if drops_table else target, same_width=same_width)
     params = count_parameters(config)
     row = {
         "variant": variant.name,
@@ -307,6 +319,7 @@ def run_ablation(
     rope: bool = False,
     prompt: str = SAMPLE_PROMPT,
     progress=None,
+    same_width: bool = False,
 ) -> list[dict]:
     """Rows of the study (one per variant, then one per pattern of ``hybrids``; failures recorded in ``status``).
 
@@ -324,7 +337,7 @@ def run_ablation(
     for variant in chosen:
         cfg = TrainConfig(**{**vars(train), "out": str(Path(train.out) / variant.name), "progress": False})
         try:
-            rows.append(run_variant(variant, base, cfg, target, long_ctx, prompt))
+            rows.append(run_variant(variant, base, cfg, target, long_ctx, prompt, same_width=same_width))
         except Exception as exc:  # noqa: BLE001 - a failing variant is reported in the table, the study goes on
             rows.append(
                 {
