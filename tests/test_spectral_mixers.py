@@ -211,3 +211,21 @@ def test_every_mixer_runs_in_bfloat16_close_to_float32(name):
         y = fresh(name, causal).to(torch.bfloat16)(x.bfloat16())
     assert y.dtype == torch.bfloat16
     assert (y.float() - ref).norm() / ref.norm() < 0.05
+
+
+def test_spectral_mixer_matches_a_direct_causal_sum():
+    """The spectral mixer against its definition, written as loops over lags: y_t = W_o[(Σ_b g_tb Σ_{s<=t}
+    h_b(t-s) v_s) ⊙ σ(u_t)] + b_o, with v, u from the input projection and g_t = σ(W_g x_t)."""
+    torch.manual_seed(0)
+    b, t, d = 2, 13, 6
+    mixer = mixers.build("spectral", d, causal=True, position=False, bands=3).double()
+    x = torch.randn(b, t, d, dtype=torch.float64)
+    v, u = mixer.in_proj(x).chunk(2, dim=-1)
+    h = mixer.kernels(t).double()  # (bands, D, lags)
+    gates = torch.sigmoid(mixer.band_gate(x))  # (B, T, bands)
+    mixed = torch.zeros(b, t, d, dtype=torch.float64)
+    for i in range(t):
+        for lag in range(i + 1):
+            mixed[:, i] += torch.einsum("bs,sd,bd->bd", gates[:, i], h[:, :, lag], v[:, i - lag])
+    expected = mixer.out_proj(mixed * torch.sigmoid(u))
+    torch.testing.assert_close(mixer(x), expected, rtol=1e-9, atol=1e-9)

@@ -93,5 +93,6 @@ class SpectralMixer(nn.Module):
         k = self.kernels(t).reshape(self.bands * d, t).to(v.dtype)
         z = causal_fftconv(vt, k, backend=self.backend).view(b, self.bands, d, t)
         gates = torch.sigmoid(self.band_gate(x))
-        mixed = torch.einsum("bsdt,bts->btd", z, gates)
+        # sum_s z[b, s, d, t] * gates[b, t, s], elementwise (an einsum here ran as B*T tiny matmuls on the CPU)
+        mixed = (z * gates.transpose(1, 2)[:, :, None, :]).sum(dim=1).transpose(1, 2)
         return self.out_proj(mixed * torch.sigmoid(u))
