@@ -241,3 +241,9 @@ def test_cli_smoke(tmp_path):
     assert main(["bench", "recall", "--merge", str(out / "results.csv"), "--out", str(out)]) == 2  # would overwrite
     assert main(["bench", "recall", "--mixers", "attention,nope", "--out", str(out), "--no-progress"]) == 2
     assert main(["bench", "recall", "--tasks", "sorting", "--out", str(out), "--no-progress"]) == 2
+    for lrs in ("fast", "0", "-1e-3", "nan", ","):
+        assert main(["bench", "recall", f"--lrs={lrs}", "--out", str(out), "--no-progress"]) == 2, lrs
+    argv = ["bench", "recall", "--tasks", "induction", "--mixers", "attention", "--lengths", "16", "--dim", "16"]
+    argv += ["--steps", "2", "--lrs", "1e-2,5e-4", "--vocab", "32", "--test-sequences", "8", "--batch-size", "4"]
+    assert main([*argv, "--eval-every", "1", "--out", str(tmp_path / "lrs"), "--no-progress"]) == 0
+    assert {r["lr"] for r in csv.DictReader(open(tmp_path / "lrs" / "progress.csv"))} == {"0.01", "0.0005"}

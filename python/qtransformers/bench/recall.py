@@ -96,6 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=4000, help="training steps per run at most (default 4000)")
     parser.add_argument("--batch-size", type=int, default=64, help="sequences per step (default 64)")
     parser.add_argument("--lr-sweep", type=int, default=3, help=f"how many of the rates {LR_GRID} to try (default 3)")
+    parser.add_argument(
+        "--lrs", default=None, help="comma-separated learning rates to sweep instead of --lr-sweep's (e.g. 1e-2)"
+    )
     parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (default 0.1)")
     parser.add_argument("--stop-at", type=float, default=0.995, help="validation accuracy that ends a run (0.995)")
     parser.add_argument("--eval-every", type=int, default=100, help="validation interval in steps (default 100)")
@@ -358,6 +361,14 @@ def _parse(args: argparse.Namespace) -> tuple[list[str], list[str], list[int], l
         raise InvalidArgumentError(f"--lengths must be integers >= 4, got {args.lengths!r}")
     if not 1 <= args.lr_sweep <= len(LR_GRID):
         raise InvalidArgumentError(f"--lr-sweep must be in 1..{len(LR_GRID)}, got {args.lr_sweep}")
+    lrs = list(LR_GRID[: args.lr_sweep])
+    if args.lrs is not None:
+        try:
+            lrs = [float(v) for v in args.lrs.split(",") if v.strip()]
+        except ValueError:
+            raise InvalidArgumentError(f"--lrs must be comma-separated numbers, got {args.lrs!r}") from None
+        if not lrs or not all(math.isfinite(v) and v > 0 for v in lrs):
+            raise InvalidArgumentError(f"--lrs must be positive finite rates, got {args.lrs!r}")
     names = args.mixers or mixers.available(causal=True)
     for pattern in names:  # validate every pattern before any training
         build_model(
@@ -369,7 +380,7 @@ def _parse(args: argparse.Namespace) -> tuple[list[str], list[str], list[int], l
             vocab=args.vocab,
             position=args.position,
         )
-    return names, tasks, lengths, list(LR_GRID[: args.lr_sweep])
+    return names, tasks, lengths, lrs
 
 
 def run_options(args: argparse.Namespace) -> dict:
