@@ -286,7 +286,7 @@ def write_report(rows: list[dict], args: argparse.Namespace, out: Path) -> None:
         torch.float32 if args.dtype in ("auto", "float32") and device.type == "cpu" else torch.bfloat16,
         f"{budget or f'{args.steps} steps'}, ctx {args.seq_len}, batch {args.batch_size}, {args.layers} layers, "
         f"baseline dim {args.dim}, {args.heads} heads"
-        + (", every variant at the baseline's width (MLP matched)" if getattr(args, "same_width", False) else "")
+        + (", every variant at the baseline's width (MLP matched)" if args.same_width else "")
         + (f", preset {args.preset}" if args.preset else ""),
     )
     shown = [c for c in COLUMNS if c not in ("mixer", "options") and any(c in r for r in rows)]
