@@ -250,7 +250,7 @@ def train_run(
     step = 0
     model.train()
 
-    def solved(loss: float) -> bool:
+    def validate(loss: float) -> bool:  # logs a progress line; True once validation reaches stop_at
         valid_accuracy = accuracy(model, valid)
         if log is not None:
             elapsed = time.perf_counter() - start
@@ -274,7 +274,7 @@ def train_run(
         optimizer.step()
         step += 1
         out_of_time = time_limit is not None and time.perf_counter() - start > time_limit
-        if out_of_time or (step % eval_every == 0 and (not math.isfinite(loss.item()) or solved(loss.item()))):
+        if out_of_time or (step % eval_every == 0 and (not math.isfinite(loss.item()) or validate(loss.item()))):
             break
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     return {
