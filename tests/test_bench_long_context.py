@@ -12,7 +12,7 @@ from qtransformers.cli import main
 
 def test_long_context_suite_writes_tables_and_plots(tmp_path, capsys):
     assert SUITES["long-context"] == "qtransformers.bench.long_context"
-    cases = "attention,nn.MultiheadAttention,qrh,qrh-torchfft"
+    cases = "attention,nn.MultiheadAttention,qrh,qrh-torchfft,spectral-torchfft"
     argv = [
         "bench",
         "long-context",
@@ -36,6 +36,7 @@ def test_long_context_suite_writes_tables_and_plots(tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "results.csv")))
     seen = {(r["impl"], r["mode"], int(r["N"])) for r in rows}
     assert ("qrh", "fwd+bwd", 32) in seen and ("qrh-torchfft", "fwd", 16) in seen
+    assert ("spectral-torchfft", "fwd+bwd", 32) in seen
     assert ("nn.MultiheadAttention", "fwd", 16) in seen and ("nn.MultiheadAttention", "fwd", 32) not in seen
     assert all(float(r["ratio_to_sdpa"]) == 1.0 for r in rows if r["impl"] == "attention")
     slopes = list(csv.DictReader(open(tmp_path / "slopes.csv")))

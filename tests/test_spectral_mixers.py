@@ -221,7 +221,9 @@ def test_spectral_mixer_matches_a_direct_causal_sum():
     mixer = mixers.build("spectral", d, causal=True, position=False, bands=3).double()
     x = torch.randn(b, t, d, dtype=torch.float64)
     v, u = mixer.in_proj(x).chunk(2, dim=-1)
-    h = mixer.kernels(t).double()  # (bands, D, lags)
+    lag = torch.arange(t, dtype=torch.float64)
+    angle = mixer.omega[..., None] * lag + mixer.phase[..., None]  # h_bd(j) = r cos(ω j + φ) e^{-j / τ_b}
+    h = mixer.log_magnitude.exp()[..., None] * angle.cos() * torch.exp(-lag / mixer.tau[:, None, None])
     gates = torch.sigmoid(mixer.band_gate(x))  # (B, T, bands)
     mixed = torch.zeros(b, t, d, dtype=torch.float64)
     for i in range(t):

@@ -14,6 +14,8 @@ __all__ = [
     "apply_channel",
     "causal_fftconv",
     "causal_fftconv_backward",
+    "gated_oscillators",
+    "gated_oscillators_backward",
     "depolarizing_kraus",
     "keyed_uniforms",
     "lsh_attention",
@@ -128,6 +130,35 @@ def causal_fftconv_backward(
     k: npt.NDArray[np.float32] | npt.NDArray[np.float64],
 ) -> tuple[npt.NDArray[np.float32] | npt.NDArray[np.float64], npt.NDArray[np.float32] | npt.NDArray[np.float64]]:
     """Gradients (grad_u (B, C, T), grad_k (K, T)) of :func:`causal_fftconv` given grad = dL/dy (B, C, T)."""
+
+# --- gated banks of damped oscillators (rust/python/src/oscillators.rs) ---
+
+def gated_oscillators(
+    v: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    gates: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    poles: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    weights: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+) -> npt.NDArray[np.float32] | npt.NDArray[np.float64]:
+    """y[b, t, d] = sum_s gates[b, t, s] Re(w[s, d] h[b, s, d, t]) with h_t = λ h_{t-1} + v_t.
+
+    v (B, T, D), gates (B, T, S), poles λ and weights w as (2, S, D) (real, imaginary parts); all float32
+    or all float64, C-contiguous; returns (B, T, D). Raises ShapeError on mismatched shapes, TypeError on
+    dtype/layout.
+    """
+
+def gated_oscillators_backward(
+    grad: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    v: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    gates: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    poles: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    weights: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+) -> tuple[
+    npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    npt.NDArray[np.float32] | npt.NDArray[np.float64],
+]:
+    """Gradients (grad_v, grad_gates, grad_poles, grad_weights) of :func:`gated_oscillators` given grad = dL/dy."""
 
 # --- sampled (SimHash + tail) attention and its KV cache (rust/python/src/kvcache.rs) ---
 

@@ -3,7 +3,8 @@
 For N = 256, 512, ... (doubling) it times forward (no grad) and forward+backward of every
 registered mixer, nn.MultiheadAttention and the SDPA "attention" mixer (the reference of
 every ratio), plus ``qrh-torchfft`` (the qrh mixer with its causal convolution on torch.fft
-instead of the Rust core, to decide the CPU default). Same input, device, dtype, warm-up and
+instead of the Rust core, to decide the CPU default) and ``spectral-torchfft`` (the spectral mixer's
+bands as FFT convolutions on torch.fft instead of the Rust core's recurrence). Same input, device, dtype, warm-up and
 median in one process. A case stops growing once one step exceeds ``--max-seconds`` or runs
 out of memory ("while memory allows"). Outputs: results.csv, slopes.csv (least-squares
 log-log slopes of time and peak memory against N over N >= --slope-from), time.png, memory.png.
@@ -25,7 +26,8 @@ from qtransformers.bench.speed import time_case
 
 COLUMNS = ["impl", "mode", "N", "median_ms", "peak_mem_MiB", "ratio_to_sdpa"]
 SLOPE_COLUMNS = ["impl", "mode", "time_slope", "mem_slope", "points"]
-TORCH_FFT_CASE = "qrh-torchfft"
+TORCH_FFT_CASES = {"qrh-torchfft": "qrh", "spectral-torchfft": "spectral"}
+"""Extra cases: a mixer on ``backend="torch"`` (torch.fft) instead of its CPU default, the Rust core."""
 MHA_CASE = "nn.MultiheadAttention"
 
 
@@ -54,14 +56,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cases_for(causal: bool) -> dict:
-    """Mixers, nn.MultiheadAttention and the torch.fft variant of qrh (name -> factory)."""
+    """Mixers, nn.MultiheadAttention and the torch.fft variants of :data:`TORCH_FFT_CASES` (name -> factory)."""
     every = available_cases(causal=causal)
     cases = {name: f for name, f in every.items() if not name.startswith("qmha-")}
 
-    def qrh_torch_fft(dim, num_heads, device, dtype, length):
-        return mixers.build("qrh", dim, causal=causal, backend="torch", max_len=length).to(device=device, dtype=dtype)
+    def on_torch_fft(mixer: str):
+        def build(dim, num_heads, device, dtype, length):
+            options = {"max_len": length} if mixer == "qrh" else {}
+            return mixers.build(mixer, dim, causal=causal, backend="torch", **options).to(device=device, dtype=dtype)
 
-    cases[TORCH_FFT_CASE] = qrh_torch_fft
+        return build
+
+    for case, mixer in TORCH_FFT_CASES.items():
+        if mixer in cases:
+            cases[case] = on_torch_fft(mixer)
     return cases
 
 

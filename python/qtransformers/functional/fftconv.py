@@ -91,13 +91,14 @@ class _TorchFFTConv(torch.autograd.Function):
         return grad_u, grad_k
 
 
-def _as_numpy(x: Tensor) -> np.ndarray:
+def as_numpy(x: Tensor) -> np.ndarray:
+    """A C-contiguous numpy view (or copy) of a detached CPU tensor, as the Rust core takes it."""
     return x.detach().contiguous().numpy()
 
 
 @torch.library.custom_op("qtransformers::causal_fftconv_rust", mutates_args=())
 def _rust_forward(u: Tensor, k: Tensor) -> Tensor:
-    return torch.from_numpy(np.asarray(_core.causal_fftconv(_as_numpy(u), _as_numpy(k))))
+    return torch.from_numpy(np.asarray(_core.causal_fftconv(as_numpy(u), as_numpy(k))))
 
 
 @_rust_forward.register_fake
@@ -107,7 +108,7 @@ def _(u: Tensor, k: Tensor) -> Tensor:
 
 @torch.library.custom_op("qtransformers::causal_fftconv_rust_backward", mutates_args=())
 def _rust_backward(grad: Tensor, u: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
-    gu, gk = _core.causal_fftconv_backward(_as_numpy(grad), _as_numpy(u), _as_numpy(k))
+    gu, gk = _core.causal_fftconv_backward(as_numpy(grad), as_numpy(u), as_numpy(k))
     return torch.from_numpy(np.asarray(gu)), torch.from_numpy(np.asarray(gk))
 
 

@@ -6,6 +6,6 @@ so results never depend on which path ran beyond floating-point rounding. Triton
 only when a kernel runs.
 """
 
-from qtransformers.kernels.dispatch import causal_fftconv, qrh, spectral_rotate
+from qtransformers.kernels.dispatch import causal_fftconv, gated_oscillators, qrh, spectral_rotate
 
-__all__ = ["causal_fftconv", "qrh", "spectral_rotate"]
+__all__ = ["causal_fftconv", "gated_oscillators", "qrh", "spectral_rotate"]

@@ -36,6 +36,13 @@ from qtransformers.functional.fftconv import (
     check_inputs,
     fft_size,
 )
+from qtransformers.functional.oscillators import (
+    check_bank,
+    gate_bands,
+    gated_oscillators_ref,
+    gated_oscillators_rust,
+    oscillator_kernels,
+)
 from qtransformers.functional.qrh import (
     DEFAULT_MAX_LEN,
     causal_kernel,
@@ -136,6 +143,30 @@ def causal_fftconv_triton(u: Tensor, k: Tensor) -> Tensor:
     spec = torch.view_as_real(torch.fft.rfft(k.float(), n=n)).repeat_interleave(c // k.size(0), dim=0)
     y = filter_rotate(x, spec, torch.ones(c, 1, 1, device=u.device))
     return torch.fft.irfft(torch.view_as_complex(y.squeeze(2)), n=n)[..., :t].to(u.dtype)
+
+
+def gated_oscillators(v: Tensor, gates: Tensor, poles: Tensor, weights: Tensor, backend: str = "auto") -> Tensor:
+    """Gated bank of damped oscillators: v (B, T, D), gates (B, T, S), poles, weights (2, S, D) -> (B, T, D).
+
+    The math is in :mod:`qtransformers.functional.oscillators`. ``backend`` as in :func:`causal_fftconv`:
+    ``"rust"`` (what ``"auto"`` is on CPU) runs the Rust core's recurrence, O(T) per channel; ``"reference"``
+    is :func:`~qtransformers.functional.oscillators.gated_oscillators_ref`; ``"torch"`` and ``"triton"``
+    materialise the kernels and convolve them by :func:`causal_fftconv` on that backend. Half/bfloat16
+    inputs of the Rust and reference paths are computed in float32 and cast back.
+    """
+    if backend not in BACKENDS:
+        raise InvalidArgumentError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_bank(v, gates, poles, weights)
+    chosen = resolve_backend(backend, v)
+    if chosen in ("reference", "rust"):
+        bank = gated_oscillators_ref if chosen == "reference" else gated_oscillators_rust
+        work = v.dtype if v.dtype in (torch.float32, torch.float64) else torch.float32
+        return bank(*(x.to(work) for x in (v, gates, poles, weights))).to(v.dtype)
+    b, t, d = v.shape
+    bands = gates.size(-1)
+    k = oscillator_kernels(poles, weights, t).reshape(bands * d, t).to(v.dtype)
+    z = causal_fftconv(v.transpose(1, 2).repeat(1, bands, 1), k, backend=chosen).view(b, bands, d, t)
+    return gate_bands(z, gates)
 
 
 def spectral_rotate(

@@ -10,9 +10,11 @@ gating is per token and causal) -> ⊙ σ(u) -> output projection.
 Phase-aware mixing: each band weight w = r·e^{iφ} is a complex number stored in polar form
 (``log_magnitude``, ``phase``): it scales the band's spectrum by r and rotates its phase by φ
 (the weights :func:`qtransformers.compress.polar_quantize` packs). All kernels are causal and
-the convolutions zero-padded (:func:`qtransformers.kernels.causal_fftconv`: Rust on CPU, the
-fused Triton kernel on CUDA, all bands in one launch), so output t never sees t' > t; there is no
-whole-sequence FFT mixing. Causal only.
+the bands are :func:`qtransformers.kernels.gated_oscillators`: h is Re(w·λ^t) with the pole
+λ = e^{-1/τ} e^{iω}, so on CPU each band runs as the recurrence h_t = λ h_{t-1} + v_t in the Rust core
+(O(T)); the other backends convolve the materialised kernels by zero-padded FFT (the fused Triton
+kernel on CUDA, all bands in one launch). Output t never sees t' > t; there is no whole-sequence FFT
+mixing. Causal only.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torch import Tensor, nn
 
 from qtransformers.exceptions import InvalidArgumentError, ShapeError
 from qtransformers.functional.position import absolute_phase
-from qtransformers.kernels import causal_fftconv
+from qtransformers.kernels import gated_oscillators
 from qtransformers.mixers.registry import register
 
 
@@ -74,25 +76,23 @@ class SpectralMixer(nn.Module):
         self.log_magnitude.copy_(z.abs().log())
         self.phase.copy_(z.angle())
 
-    def kernels(self, t: int) -> Tensor:
-        """Causal band kernels for lags 0..t-1: (bands, D, t)."""
-        lag = torch.arange(t, device=self.omega.device, dtype=torch.float32)
-        angle = self.omega[..., None] * lag + self.phase[..., None]
-        window = torch.exp(-lag[None, :] / self.tau[:, None])[:, None, :]
-        return self.log_magnitude.exp()[..., None] * angle.cos() * window
+    def poles(self) -> Tensor:
+        """The band poles λ = e^{-1/τ_b} e^{iω_{b,d}} as a (2, bands, D) tensor (real, imaginary parts)."""
+        decay = torch.exp(-1.0 / self.tau)[:, None]
+        return torch.stack([decay * self.omega.cos(), decay * self.omega.sin()])
+
+    def weights(self) -> Tensor:
+        """The band weights w = r·e^{iφ} as a (2, bands, D) tensor (real, imaginary parts)."""
+        magnitude = self.log_magnitude.exp()
+        return torch.stack([magnitude * self.phase.cos(), magnitude * self.phase.sin()])
 
     def forward(self, x: Tensor) -> Tensor:
         """Mix tokens of x (B, T, D) causally."""
         if x.dim() != 3 or x.size(-1) != self.dim:
             raise ShapeError(f"expected input (B, T, {self.dim}), got {tuple(x.shape)}")
-        b, t, d = x.shape
         if self.position:
             x = absolute_phase(x)
         v, u = self.in_proj(x).chunk(2, dim=-1)
-        vt = v.transpose(1, 2).repeat(1, self.bands, 1)
-        k = self.kernels(t).reshape(self.bands * d, t).to(v.dtype)
-        z = causal_fftconv(vt, k, backend=self.backend).view(b, self.bands, d, t)
         gates = torch.sigmoid(self.band_gate(x))
-        # sum_s z[b, s, d, t] * gates[b, t, s], elementwise (an einsum here ran as B*T tiny matmuls on the CPU)
-        mixed = (z * gates.transpose(1, 2)[:, :, None, :]).sum(dim=1).transpose(1, 2)
+        mixed = gated_oscillators(v, gates, self.poles(), self.weights(), backend=self.backend)
         return self.out_proj(mixed * torch.sigmoid(u))

@@ -9,6 +9,7 @@ pub mod error;
 pub mod fftconv;
 pub mod kvcache;
 pub mod mps;
+pub mod oscillators;
 pub mod sampling;
 pub mod simhash;
 

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 mod errors;
 mod fftconv;
 mod kvcache;
+mod oscillators;
 mod quantum;
 mod sampling;
 
@@ -20,5 +21,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fftconv::register(m)?;
     quantum::register(m)?;
     kvcache::register(m)?;
+    oscillators::register(m)?;
     Ok(())
 }
