@@ -304,21 +304,20 @@ pub fn gated_oscillators_backward<T: FftNum>(
     let sd = s * d;
     let mut grad_v = vec![T::zero(); v.len()];
     let mut grad_g = vec![T::zero(); g.len()];
-    let params = grad_v
+    let per_row = grad_v
         .par_chunks_mut(t * d)
         .zip(grad_g.par_chunks_mut(t * s))
         .zip(grad.par_chunks(t * d))
         .zip(v.par_chunks(t * d).zip(g.par_chunks(t * s)))
         .map(|(((gvb, ggb), dy), (vb, gb))| backward_row(dy, vb, gb, lam, w, shape, gvb, ggb))
-        .reduce(
-            || vec![T::zero(); 4 * sd],
-            |mut acc, part| {
-                for (a, p) in acc.iter_mut().zip(part) {
-                    *a = *a + p;
-                }
-                acc
-            },
-        );
+        .collect::<Vec<_>>();
+    // summed in batch order, so the result does not depend on how rayon split the rows
+    let mut params = vec![T::zero(); 4 * sd];
+    for part in per_row {
+        for (a, p) in params.iter_mut().zip(part) {
+            *a = *a + p;
+        }
+    }
     let weights = params[2 * sd..].to_vec();
     let mut poles = params;
     poles.truncate(2 * sd);
