@@ -47,10 +47,15 @@ def check_bank(v: Tensor, gates: Tensor, poles: Tensor, weights: Tensor) -> None
 
 
 def oscillator_kernels(poles: Tensor, weights: Tensor, t: int) -> Tensor:
-    """The kernels Re(w λ^j) for lags j = 0..t-1 from poles and weights (2, S, D): (S, D, t)."""
+    """The kernels Re(w λ^j) for lags j = 0..t-1 from poles and weights (2, S, D): (S, D, t).
+
+    Half and bfloat16 parameters are computed in float32 (and the kernels returned in float32).
+    """
+    work = poles.dtype if poles.dtype in (torch.float32, torch.float64) else torch.float32
+    poles, weights = poles.to(work), weights.to(work)
     lam = torch.complex(poles[0], poles[1])
     w = torch.complex(weights[0], weights[1])
-    lag = torch.arange(t, device=poles.device, dtype=poles.dtype)
+    lag = torch.arange(t, device=poles.device, dtype=work)
     return (w[..., None] * torch.exp(torch.log(lam)[..., None] * lag)).real
 
 
