@@ -21,6 +21,8 @@ The choice between them (and the FFT convolution on the other backends) is in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -65,14 +67,21 @@ def gate_bands(z: Tensor, gates: Tensor) -> Tensor:
     return (z * gates.transpose(1, 2)[:, :, None, :]).sum(dim=1).transpose(1, 2)
 
 
-def gated_oscillators_ref(v: Tensor, gates: Tensor, poles: Tensor, weights: Tensor) -> Tensor:
-    """Reference gated oscillator bank: v (B, T, D), gates (B, T, S), poles, weights (2, S, D) -> (B, T, D)."""
-    check_bank(v, gates, poles, weights)
+def gated_oscillators_by_convolution(
+    v: Tensor, gates: Tensor, poles: Tensor, weights: Tensor, convolve: Callable[[Tensor, Tensor], Tensor]
+) -> Tensor:
+    """The bank with materialised kernels: ``convolve(u (B, S·D, T), k (S·D, T))`` runs the causal convolutions."""
     b, t, d = v.shape
     bands = gates.size(-1)
     k = oscillator_kernels(poles, weights, t).reshape(bands * d, t).to(v.dtype)
-    z = causal_fftconv_ref(v.transpose(1, 2).repeat(1, bands, 1), k)
+    z = convolve(v.transpose(1, 2).repeat(1, bands, 1), k)
     return gate_bands(z.view(b, bands, d, t), gates)
+
+
+def gated_oscillators_ref(v: Tensor, gates: Tensor, poles: Tensor, weights: Tensor) -> Tensor:
+    """Reference gated oscillator bank: v (B, T, D), gates (B, T, S), poles, weights (2, S, D) -> (B, T, D)."""
+    check_bank(v, gates, poles, weights)
+    return gated_oscillators_by_convolution(v, gates, poles, weights, causal_fftconv_ref)
 
 
 @torch.library.custom_op("qtransformers::gated_oscillators_rust", mutates_args=())

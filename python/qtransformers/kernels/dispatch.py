@@ -38,10 +38,9 @@ from qtransformers.functional.fftconv import (
 )
 from qtransformers.functional.oscillators import (
     check_bank,
-    gate_bands,
+    gated_oscillators_by_convolution,
     gated_oscillators_ref,
     gated_oscillators_rust,
-    oscillator_kernels,
 )
 from qtransformers.functional.qrh import (
     DEFAULT_MAX_LEN,
@@ -162,11 +161,7 @@ def gated_oscillators(v: Tensor, gates: Tensor, poles: Tensor, weights: Tensor, 
         bank = gated_oscillators_ref if chosen == "reference" else gated_oscillators_rust
         work = v.dtype if v.dtype in (torch.float32, torch.float64) else torch.float32
         return bank(*(x.to(work) for x in (v, gates, poles, weights))).to(v.dtype)
-    b, t, d = v.shape
-    bands = gates.size(-1)
-    k = oscillator_kernels(poles, weights, t).reshape(bands * d, t).to(v.dtype)
-    z = causal_fftconv(v.transpose(1, 2).repeat(1, bands, 1), k, backend=chosen).view(b, bands, d, t)
-    return gate_bands(z, gates)
+    return gated_oscillators_by_convolution(v, gates, poles, weights, lambda u, k: causal_fftconv(u, k, backend=chosen))
 
 
 def spectral_rotate(
