@@ -23,6 +23,7 @@ LAYERS = {
     "functional": 1,
     "compress": 1,
     "profile": 1,
+    "threads": 1,  # sizes the Rust core's thread pool at import
     "kernels": 2,
     "attention": 3,
     "mixers": 3,
@@ -36,8 +37,8 @@ LAYERS = {
     "cli": 5,
     "__main__": 5,
 }
-# Only these wrap the Rust extension (they validate input before it reaches Rust).
-CORE_IMPORTERS = ("functional", "quantum")
+# Only these wrap the Rust extension (they validate input before it reaches Rust; threads sizes its pool).
+CORE_IMPORTERS = ("functional", "quantum", "threads")
 
 
 def module_name(path: Path) -> str:

@@ -15,6 +15,9 @@ from qtransformers.exceptions import (
 )
 from qtransformers.mixers.qrh import QRHLayer
 from qtransformers.mixers.qrh_block import QRHTransformerBlock
+from qtransformers.threads import core_threads, init_core_threads
+
+init_core_threads()  # before any parallel call of the Rust core, so its pool follows torch's thread count
 
 __all__ = [
     "__version__",
@@ -27,4 +30,5 @@ __all__ = [
     "QRHTransformerBlock",
     "ShapeError",
     "convert_attention",
+    "core_threads",
 ]

@@ -16,12 +16,14 @@ __all__ = [
     "causal_fftconv_backward",
     "gated_oscillators",
     "gated_oscillators_backward",
+    "init_threads",
     "depolarizing_kraus",
     "keyed_uniforms",
     "lsh_attention",
     "mps_compress",
     "mps_inner",
     "mps_to_dense",
+    "num_threads",
     "phase_damping_kraus",
     "sample_rows",
     "sample_rows_ordered",
@@ -159,6 +161,12 @@ def gated_oscillators_backward(
     npt.NDArray[np.float32] | npt.NDArray[np.float64],
 ]:
     """Gradients (grad_v, grad_gates, grad_poles, grad_weights) of :func:`gated_oscillators` given grad = dL/dy."""
+
+def init_threads(threads: int) -> bool:
+    """Create the core's thread pool with ``threads`` threads; False (and no change) if it already exists."""
+
+def num_threads() -> int:
+    """Number of threads the core's parallel functions run on."""
 
 # --- sampled (SimHash + tail) attention and its KV cache (rust/python/src/kvcache.rs) ---
 

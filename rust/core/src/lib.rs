@@ -12,5 +12,6 @@ pub mod mps;
 pub mod oscillators;
 pub mod sampling;
 pub mod simhash;
+pub mod threads;
 
 pub use error::{Error, Result};

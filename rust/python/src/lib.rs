@@ -12,6 +12,7 @@ mod kvcache;
 mod oscillators;
 mod quantum;
 mod sampling;
+mod threads;
 
 /// The extension module.
 #[pymodule]
@@ -22,5 +23,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     quantum::register(m)?;
     kvcache::register(m)?;
     oscillators::register(m)?;
+    threads::register(m)?;
     Ok(())
 }
