@@ -14,11 +14,11 @@ from qtransformers import InvalidArgumentError, _core
 PROBE = "import torch, qtransformers; print(torch.get_num_threads(), qtransformers.core_threads())"
 
 
-def threads_in_subprocess(**env: str) -> tuple[int, int]:
-    """(torch threads, core threads) of a fresh interpreter that imports qtransformers under ``env``."""
+def threads_in_subprocess(probe: str = PROBE, **env: str) -> tuple[int, int]:
+    """(torch threads, core threads) printed by ``probe`` in a fresh interpreter under ``env``."""
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "RAYON_NUM_THREADS")}
     out = subprocess.run(
-        [sys.executable, "-c", PROBE], env={**base, **env}, capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe], env={**base, **env}, capture_output=True, text=True, check=True
     ).stdout.split()
     return int(out[0]), int(out[1])
 
@@ -28,6 +28,11 @@ def test_core_pool_follows_torch(threads):
     torch_threads, core = threads_in_subprocess(OMP_NUM_THREADS=threads)
     assert core == torch_threads
     assert threads == "2" or core == 1
+
+
+def test_set_num_threads_before_the_import_counts():
+    probe = "import torch; torch.set_num_threads(1); " + PROBE
+    assert threads_in_subprocess(probe, OMP_NUM_THREADS="2") == (1, 1)
 
 
 def test_rayon_num_threads_wins():

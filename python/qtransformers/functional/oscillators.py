@@ -48,12 +48,17 @@ def check_bank(v: Tensor, gates: Tensor, poles: Tensor, weights: Tensor) -> None
         )
 
 
+def working_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the bank is computed in: float32 and float64 as they are, half and bfloat16 in float32."""
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
 def oscillator_kernels(poles: Tensor, weights: Tensor, t: int) -> Tensor:
     """The kernels Re(w λ^j) for lags j = 0..t-1 from poles and weights (2, S, D): (S, D, t).
 
     Half and bfloat16 parameters are computed in float32 (and the kernels returned in float32).
     """
-    work = poles.dtype if poles.dtype in (torch.float32, torch.float64) else torch.float32
+    work = working_dtype(poles.dtype)
     poles, weights = poles.to(work), weights.to(work)
     lam = torch.complex(poles[0], poles[1])
     w = torch.complex(weights[0], weights[1])

@@ -41,6 +41,7 @@ from qtransformers.functional.oscillators import (
     gated_oscillators_by_convolution,
     gated_oscillators_ref,
     gated_oscillators_rust,
+    working_dtype,
 )
 from qtransformers.functional.qrh import (
     DEFAULT_MAX_LEN,
@@ -159,7 +160,7 @@ def gated_oscillators(v: Tensor, gates: Tensor, poles: Tensor, weights: Tensor, 
     chosen = resolve_backend(backend, v)
     if chosen in ("reference", "rust"):
         bank = gated_oscillators_ref if chosen == "reference" else gated_oscillators_rust
-        work = v.dtype if v.dtype in (torch.float32, torch.float64) else torch.float32
+        work = working_dtype(v.dtype)
         return bank(*(x.to(work) for x in (v, gates, poles, weights))).to(v.dtype)
     return gated_oscillators_by_convolution(v, gates, poles, weights, lambda u, k: causal_fftconv(u, k, backend=chosen))
 
