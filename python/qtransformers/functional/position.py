@@ -40,7 +40,7 @@ def phase_angles(
 
 
 def _rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor, channels_first: bool) -> Tensor:
-    """Rotate pairs (2i, 2i+1) of x by angles with cosines/sines (D/2, T)."""
+    """Rotate pairs (2i, 2i+1) of x by angles with cosines/sines (D/2, T) if ``channels_first``, else (T, D/2)."""
     b = x.size(0)
     if channels_first:
         d, t = x.shape[1:]
@@ -49,7 +49,7 @@ def _rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor, channels_first: bool) -> 
     else:
         t, d = x.shape[1:]
         re, im = x.view(b, t, d // 2, 2).unbind(3)
-        cos, sin, axis = cos.t(), sin.t(), 3
+        axis = 3
     out = (torch.addcmul(re * cos, im, sin, value=-1), torch.addcmul(re * sin, im, cos))
     return torch.stack(out, dim=axis).view(x.shape)
 
@@ -80,7 +80,7 @@ def rope(x: Tensor, base: float = 10000.0, *, offset: int = 0) -> Tensor:
         raise ShapeError(f"rope needs x (B, H, T, E) with E even, got {tuple(x.shape)}")
     b, h, t, e = x.shape
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    angle = phase_angles(t, e, base=base, offset=offset, device=x.device, dtype=dtype)
+    angle = phase_angles(t, e, base=base, offset=offset, device=x.device, dtype=dtype).t().contiguous()
     flat = x.reshape(b * h, t, e)
     return _PhaseRotate.apply(flat, angle.cos().to(x.dtype), angle.sin().to(x.dtype), False).view(b, h, t, e)
 
@@ -91,4 +91,6 @@ def absolute_phase(x: Tensor, base: float = 10000.0, *, group: int = 2, channels
         raise ShapeError(f"absolute_phase needs a 3-D x, got {tuple(x.shape)}")
     d, t = (x.size(1), x.size(2)) if channels_first else (x.size(2), x.size(1))
     angle = phase_angles(t, d, group=group, base=base, device=x.device)
+    if not channels_first:  # tables laid out as x is (T, D/2): contiguous operands, about 2x faster
+        angle = angle.t().contiguous()
     return _PhaseRotate.apply(x, angle.cos().to(x.dtype), angle.sin().to(x.dtype), channels_first)
