@@ -228,7 +228,7 @@ def test_goal_lines_judge_a_hybrid_only_against_an_attention_that_solved_mqar():
     assert sum("N = 256" in line and line.startswith("attention") for line in chance) == 1
 
 
-def test_cli_smoke(tmp_path):
+def test_cli_smoke(tmp_path, capsys):
     out = tmp_path / "recall"
     patterns = ("attention", "hyena+attention", "hyena,hyena,attention")
     argv = ["bench", "recall", "--tasks", "mqar,induction", "--mixers", *patterns]
@@ -255,6 +255,10 @@ def test_cli_smoke(tmp_path):
     assert (merged / "recall_mqar.png").stat().st_size > 0
     assert main(["bench", "recall", "--merge", str(tmp_path / "none.csv"), "--out", str(merged)]) == 2
     assert main(["bench", "recall", "--merge", str(out / "results.csv"), "--out", str(out)]) == 2  # would overwrite
+    twice = [str(out / "results.csv"), str(merged / "results.csv")]  # the same rows in two files
+    capsys.readouterr()
+    assert main(["bench", "recall", "--merge", *twice, "--out", str(tmp_path / "twice")]) == 2
+    assert "both have a row for mixer attention, task mqar" in capsys.readouterr().err
     assert main(["bench", "recall", "--mixers", "attention,nope", "--out", str(out), "--no-progress"]) == 2
     assert main(["bench", "recall", "--tasks", "sorting", "--out", str(out), "--no-progress"]) == 2
     for lrs in ("fast", "0", "-1e-3", "nan", ","):

@@ -423,12 +423,21 @@ def source_of(csv_path: Path) -> str:
 def merge(args: argparse.Namespace) -> list[dict]:
     """``--merge``: the rows of several results.csv files, written into ``args.out`` as one table with its plots."""
     rows: list[dict] = []
+    origin: dict[tuple, Path] = {}  # (mixer, task, seq_len) -> the file its row came from
     for path in map(Path, args.merge):
         if not path.is_file():
             raise InvalidArgumentError(f"--merge: {path} is not a file")
         if path.parent.resolve() == Path(args.out).resolve():
             raise InvalidArgumentError(f"--merge: --out {args.out} holds {path}; write the merge to another folder")
-        rows += read_csv(path)[0]
+        for row in read_csv(path)[0]:
+            key = (str(row["mixer"]), str(row["task"]), int(row["seq_len"]))
+            if key in origin:
+                raise InvalidArgumentError(
+                    f"--merge: {path} and {origin[key]} both have a row for mixer {key[0]}, task {key[1]}, "
+                    f"N = {key[2]}; merge one run of each (the table and the goal lines keep one row per model)"
+                )
+            origin[key] = path
+            rows.append(row)
     if not rows:
         raise InvalidArgumentError(f"--merge: no rows in {', '.join(args.merge)}")
     names = list(dict.fromkeys(str(r["mixer"]) for r in rows))
