@@ -54,6 +54,13 @@ def _rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor, channels_first: bool) -> 
     return torch.stack(out, dim=axis).view(x.shape)
 
 
+def _tables(angle: Tensor, dtype: torch.dtype, channels_first: bool) -> tuple[Tensor, Tensor]:
+    """Cosines and sines of angles (D/2, T), laid out as x is: (D/2, T) if ``channels_first``, else (T, D/2)."""
+    if not channels_first:  # contiguous operands for the channels-last rotation: about 2x faster
+        angle = angle.t().contiguous()
+    return angle.cos().to(dtype), angle.sin().to(dtype)
+
+
 class _PhaseRotate(torch.autograd.Function):
     """Pair rotation whose backward is the inverse rotation (saves only the cos/sin tables)."""
 
@@ -80,9 +87,9 @@ def rope(x: Tensor, base: float = 10000.0, *, offset: int = 0) -> Tensor:
         raise ShapeError(f"rope needs x (B, H, T, E) with E even, got {tuple(x.shape)}")
     b, h, t, e = x.shape
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    angle = phase_angles(t, e, base=base, offset=offset, device=x.device, dtype=dtype).t().contiguous()
+    angle = phase_angles(t, e, base=base, offset=offset, device=x.device, dtype=dtype)
     flat = x.reshape(b * h, t, e)
-    return _PhaseRotate.apply(flat, angle.cos().to(x.dtype), angle.sin().to(x.dtype), False).view(b, h, t, e)
+    return _PhaseRotate.apply(flat, *_tables(angle, x.dtype, False), False).view(b, h, t, e)
 
 
 def absolute_phase(x: Tensor, base: float = 10000.0, *, group: int = 2, channels_first: bool = False) -> Tensor:
@@ -91,6 +98,4 @@ def absolute_phase(x: Tensor, base: float = 10000.0, *, group: int = 2, channels
         raise ShapeError(f"absolute_phase needs a 3-D x, got {tuple(x.shape)}")
     d, t = (x.size(1), x.size(2)) if channels_first else (x.size(2), x.size(1))
     angle = phase_angles(t, d, group=group, base=base, device=x.device)
-    if not channels_first:  # tables laid out as x is (T, D/2): contiguous operands, about 2x faster
-        angle = angle.t().contiguous()
-    return _PhaseRotate.apply(x, angle.cos().to(x.dtype), angle.sin().to(x.dtype), channels_first)
+    return _PhaseRotate.apply(x, *_tables(angle, x.dtype, channels_first), channels_first)
