@@ -95,6 +95,28 @@ def test_bad_task_arguments_raise():
     assert items_for(64, None) == 8 and items_for(256, None) == 32 and items_for(8, None) == 2 and items_for(64, 3) == 3
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("steps", 0),
+        ("batch_size", 0),
+        ("layers", 0),
+        ("weight_decay", -0.1),
+        ("weight_decay", float("nan")),
+        ("stop_at", 0.0),
+        ("stop_at", 1.5),
+        ("eval_every", 0),
+        ("test_sequences", 0),
+        ("time_limit", 0.0),
+    ],
+)
+def test_out_of_range_training_options_raise_before_training(option, value):
+    options = dict(steps=1, batch_size=2, dim=8, vocab=32, items=2, eval_every=1, test_sequences=2)
+    with pytest.raises(InvalidArgumentError, match=f"{option} must be") as caught:
+        train_run("attention", "mqar", 16, lr=3e-3, **{**options, option: value})
+    assert isinstance(caught.value, ValueError)
+
+
 QUICK = dict(steps=800, batch_size=32, dim=32, vocab=32, items=2, eval_every=100, test_sequences=256, seed=0)
 
 

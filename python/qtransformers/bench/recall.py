@@ -200,6 +200,36 @@ def lr_at(
     return peak * (0.1 + 0.45 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
 
+def check_training(
+    *,
+    steps: int,
+    batch_size: int,
+    layers: int,
+    weight_decay: float,
+    stop_at: float,
+    eval_every: int,
+    test_sequences: int,
+    time_limit: float | None,
+) -> None:
+    """Raise :class:`InvalidArgumentError` naming every training option of a run that is out of range."""
+    bad = [
+        f"{name} must be {rule}, got {value}"
+        for name, value, ok, rule in (
+            ("steps", steps, steps >= 1, ">= 1"),
+            ("batch_size", batch_size, batch_size >= 1, ">= 1"),
+            ("layers", layers, layers >= 1, ">= 1"),
+            ("weight_decay", weight_decay, math.isfinite(weight_decay) and weight_decay >= 0, "finite and >= 0"),
+            ("stop_at", stop_at, 0 < stop_at <= 1, "in (0, 1]"),
+            ("eval_every", eval_every, eval_every >= 1, ">= 1"),
+            ("test_sequences", test_sequences, test_sequences >= 1, ">= 1"),
+            ("time_limit", time_limit, time_limit is None or time_limit > 0, "None or > 0"),
+        )
+        if not ok
+    ]
+    if bad:
+        raise InvalidArgumentError("; ".join(bad))
+
+
 def train_run(
     pattern: str,
     task: str,
@@ -233,6 +263,16 @@ def train_run(
     ``log``, if given, is a CSV file that gets one line per validation (every ``eval_every`` steps):
     :data:`PROGRESS_COLUMNS`, so a long run that is stopped still shows how far it got.
     """
+    check_training(
+        steps=steps,
+        batch_size=batch_size,
+        layers=layers,
+        weight_decay=weight_decay,
+        stop_at=stop_at,
+        eval_every=eval_every,
+        test_sequences=test_sequences,
+        time_limit=time_limit,
+    )
     torch.manual_seed(seed)
     model = build_model(pattern, seq_len, dim=dim, layers=layers, heads=heads, vocab=vocab, position=position)
     task_args = {"items": items, "vocab": vocab}
