@@ -8,8 +8,10 @@ import csv
 import pytest
 import torch
 
+from qtransformers.bench import recall
 from qtransformers.bench.recall import (
     LR_GRID,
+    TABLE_COLUMNS,
     accuracy,
     add_arguments,
     build_model,
@@ -231,6 +233,23 @@ def test_learning_rate_schedule_follows_steps_or_time_whichever_ends_first():
     assert lr_at(550, steps, peak, warmup, elapsed=1.0, time_limit=1e6) == pytest.approx(
         lr_at(550, steps, peak, warmup)
     )
+
+
+def test_merged_runs_of_different_widths_are_labelled_with_every_width(tmp_path, monkeypatch):
+    titles: list[str] = []
+    monkeypatch.setattr(recall, "plot_lines", lambda rows, **kw: titles.append(kw["title"]))
+    files = []
+    for mixer, dim in (("attention", 64), ("hyena", 32)):
+        row = {c: "1" for c in TABLE_COLUMNS} | {"mixer": mixer, "task": "mqar", "seq_len": "64", "dim": str(dim)}
+        path = tmp_path / mixer / "results.csv"
+        path.parent.mkdir()
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, TABLE_COLUMNS)
+            writer.writeheader()
+            writer.writerow(row)
+        files.append(str(path))
+    assert main(["bench", "recall", "--merge", *files, "--out", str(tmp_path / "merged")]) == 0
+    assert titles == ["mqar: held-out accuracy (width 32, 64)"]
 
 
 def test_goal_lines_judge_a_hybrid_only_against_an_attention_that_solved_mqar():

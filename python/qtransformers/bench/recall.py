@@ -485,7 +485,8 @@ def merge(args: argparse.Namespace) -> list[dict]:
     lengths = sorted({int(r["seq_len"]) for r in rows})
     title = "# merged results\n\n" + "\n".join(f"- {path}: {source_of(Path(path))}" for path in args.merge)
     command = invocation(args)
-    goals = write_outputs(rows, Path(args.out), title, command, int(rows[0]["dim"]), names, tasks, lengths)
+    widths = ", ".join(str(d) for d in sorted({int(r["dim"]) for r in rows}))  # merged runs may differ
+    goals = write_outputs(rows, Path(args.out), title, command, widths, names, tasks, lengths)
     print(format_table(rows, TABLE_COLUMNS))
     print("\n".join(goals))
     return rows
@@ -524,7 +525,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                     sweep(pattern, task, n, lrs, progress=lambda: bar.update(1), items=items, log=log, **options)
                 )
                 bar.set_postfix_str(f"{pattern} {task} N={n}: {rows[-1]['accuracy']:.3f}")
-                goals = write_outputs(rows, out, title, command, args.dim, names, tasks, lengths)
+                goals = write_outputs(rows, out, title, command, str(args.dim), names, tasks, lengths)
     bar.close()
     print(title)
     print(format_table(rows, TABLE_COLUMNS))
@@ -537,12 +538,15 @@ def write_outputs(
     out: Path,
     title: str,
     command: str,
-    dim: int,
+    width: str,
     names: list[str],
     tasks: list[str],
     lengths: list[int],
 ) -> list[str]:
-    """(Re)write results.csv, results.md and one PNG per task of ``rows`` into ``out``; the goal lines."""
+    """(Re)write results.csv, results.md and one PNG per task of ``rows`` into ``out``; the goal lines.
+
+    ``width`` labels the plots: the model width, or the widths of merged runs (e.g. "64, 128").
+    """
     goals = goal_lines(rows, names, tasks, lengths)
     write_csv(rows, TABLE_COLUMNS, out / "results.csv")
     text = [title, "", f"command: `{command}`" if command else "", "", format_markdown(rows, TABLE_COLUMNS), ""] + goals
@@ -554,7 +558,7 @@ def write_outputs(
             y="accuracy",
             series="mixer",
             path=out / f"recall_{task}.png",
-            title=f"{task}: held-out accuracy (width {dim})",
+            title=f"{task}: held-out accuracy (width {width})",
             logy=False,
             ylim=(0.0, 1.02),
         )
