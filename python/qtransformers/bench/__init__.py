@@ -14,6 +14,7 @@ SUITES = {
     "all": "qtransformers.bench.pipeline",
     "decode-bias": "qtransformers.bench.decode_bias",
     "recall": "qtransformers.bench.recall",
+    "step-ratio": "qtransformers.bench.step_ratio",
 }
 
 DEFAULT_SUITE = "speed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 
 import torch
 
@@ -56,3 +57,9 @@ def header(device: torch.device, dtype: torch.dtype, extra: str) -> str:
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
         )
     return f"# {device.type} ({where}), {dtype_name(dtype)}, torch {torch.__version__}; {extra}"
+
+
+def invocation(args: argparse.Namespace) -> str:
+    """The command line of ``args`` as ``qtransformers ...`` ("" when it was not parsed from one)."""
+    argv = getattr(args, "_argv", None)
+    return "qtransformers " + " ".join(shlex.quote(a) for a in argv) if argv else ""

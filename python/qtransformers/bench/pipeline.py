@@ -36,6 +36,8 @@ TINY_LM = "--dim 16 --layers 1 --heads 2 --seq-len 16 --batch-size 2 --eval-batc
 ABLATION = "--dim 64 --layers 4 --heads 4 --seq-len 64 --batch-size 12 --eval-batches 16"
 PEERS = "performer,performer-pytorch,nystrom,nystrom-attention,linformer,linformer-pytorch"
 GOAL = "bench long-context --only attention,qrh,qrh-torchfft"
+# context 4096, the hybrids at the baseline's width (a width of 132 or 136 gives attention heads of 33 or 34 channels, slower)
+STEP_RATIO = "bench step-ratio --hybrids spectral,attention,spectral,spectral qrh,qrh,qrh,attention --rope --same-width"
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ PIPELINE: tuple[Entry, ...] = (
     Entry("decode-bias", "bench decode-bias --quick --trials 100", "bench decode-bias --quick", "bench decode-bias"),
     Entry("real-model", "bench real-model --data {data} --backends exact,stratified --budgets 4 --seeds 1 --paragraphs 4", "bench real-model --data {data} --backends stratified,hybrid,lsh --budgets 32 --seeds 1 --paragraphs 32", "bench real-model --data {data} --backends naive,naive+cv,stratified,stratified+cv,stratified+adaptive,hybrid,hybrid+favor-cv,lsh --budgets 8,16,32,64 --seeds 3 --paragraphs 64", needs_data=True, env={"OMP_NUM_THREADS": "1"}),
     Entry("recall", "bench recall --tasks induction --mixers attention --lengths 16 --steps 5 --lr-sweep 1", "bench recall --tasks mqar,induction --mixers attention hyena hyena,hyena,hyena,attention spectral,attention,spectral,spectral --lengths 64 --lr-sweep 1 --time-limit 300", "bench recall --lengths 64,128,256,512 --lr-sweep 3"),
+    Entry("step-ratio", "bench step-ratio --preset nanogpt-cpu --seq-len 16 --batch-size 2 --hybrids qrh,qrh,qrh,attention --rounds 6", f"{STEP_RATIO} --rounds 10", f"{STEP_RATIO} --rounds 20", env={"OMP_NUM_THREADS": "1"}),
     Entry("lm-comparison", f"ablate --data {{data}} --steps 2 {TINY_LM} --only transformer-sdpa --hybrids qrh+attention", "ablate --data {data} --preset nanogpt-cpu --steps 200 --eval-batches 4 --long-context 0 --only attention,qrh-full,hyena --hybrids qrh,qrh,qrh,attention", "ablate --data {data} --preset nanogpt-cpu --steps 2000 --eval-every 500 --eval-batches 20 --long-context 0 --only transformer-sdpa,qrh-full,hyena,spectral,phase,quantum --hybrids qrh,qrh,qrh,attention hyena,hyena,hyena,attention hyena+quantum", needs_data=True, env={"OMP_NUM_THREADS": "1"}, drop=("*/ckpt-*", "*/latest")),
     Entry("ablation", f"ablate --data {{data}} --steps 2 {TINY_LM} --only transformer-sdpa,qrh-full", f"ablate --data {{data}} --steps 200 {ABLATION} --long-context 256", f"ablate --data {{data}} --steps 1000 {ABLATION} --long-context 1024", needs_data=True, env={"OMP_NUM_THREADS": "1"}, drop=("*/ckpt-*", "*/latest")),
 )

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import shlex
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from qtransformers import mixers
-from qtransformers.bench.common import header
+from qtransformers.bench.common import header, invocation
 from qtransformers.bench.report import format_markdown, format_table, plot_lines, read_csv, write_csv
 from qtransformers.exceptions import InvalidArgumentError
 from qtransformers.mixers.hybrid import parse_pattern
@@ -441,12 +440,6 @@ def run_options(args: argparse.Namespace) -> dict:
         seed=args.seed,
         length_mix=args.length_mix,
     )
-
-
-def invocation(args: argparse.Namespace) -> str:
-    """The command line of ``args`` as ``qtransformers ...`` ("" when it was not parsed from one)."""
-    argv = getattr(args, "_argv", None)
-    return "qtransformers " + " ".join(shlex.quote(a) for a in argv) if argv else ""
 
 
 def source_of(csv_path: Path) -> str:

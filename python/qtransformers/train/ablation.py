@@ -16,6 +16,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -183,6 +184,38 @@ def _variant_config(base: ByteLMConfig, variant: Variant, **changes) -> ByteLMCo
     )
 
 
+def matched_config(base: ByteLMConfig, variant: Variant, target: int, *, same_width: bool = False) -> ByteLMConfig:
+    """Config of ``variant`` at the baseline's parameter count ``target`` (:func:`match_size`).
+
+    A variant that drops the baseline's learned position table (``position`` other than the base's
+    ``"learned"``) is matched to ``target`` minus that table, so its mixers and MLPs are as large as the
+    baseline's. ``same_width``: keep the base's width, matching the count through the MLP only.
+    """
+    table = base.max_seq_len * base.dim if base.position == "learned" else 0
+    drops_table = variant.position is not None and variant.position != "learned"
+    return match_size(base, variant, target - table if drops_table else target, same_width=same_width)
+
+
+def baseline_parameters(base: ByteLMConfig) -> int:
+    """Parameter count of the attention baseline built from ``base``: the target every variant is matched to."""
+    return count_parameters(_variant_config(base, Variant(BASELINE, BASELINE)))
+
+
+def choose_variants(
+    only: list[str] | None = None, hybrids: list[str] = (), heads: int | None = None, *, rope: bool = False, layers: int
+) -> list[Variant]:
+    """The study's variants: those named in ``only`` (mixer or variant names; None: all), then one per pattern
+    of ``hybrids``, each with ``num_heads=heads`` where it applies; with ``rope``, each attention-based
+    variant followed by its RoPE copy (:func:`rope_variant`). A bad pattern raises here, before any work."""
+    for pattern in hybrids:
+        layer_mixers(pattern, layers)
+    chosen = [v for v in variants() if only is None or v.mixer in only or v.name in only]
+    chosen = [with_heads(v, heads) for v in chosen + [Variant(p, p) for p in hybrids]]
+    if rope:
+        chosen = [w for v in chosen for w in (v, rope_variant(v)) if w is not None]
+    return chosen
+
+
 def saved_activation_bytes(model: ByteLM, tokens: Tensor) -> int:
     """Bytes of the distinct non-parameter tensors autograd saves for backward in ``model.loss(tokens, tokens)``.
 
@@ -205,13 +238,11 @@ def saved_activation_bytes(model: ByteLM, tokens: Tensor) -> int:
     return sum(saved.values())
 
 
-def step_cost(config: ByteLMConfig, seq_len: int, batch_size: int, device: torch.device, repeats: int) -> dict:
-    """Cost of one training step (forward, backward, AdamW) of a model like ``config`` on random bytes.
-
-    ``ms``: median wall time after a warm-up step; ``peak_bytes``: peak memory above the level before
-    the step (CUDA allocator peak; on CPU the RSS/tracemalloc peak of :class:`qtransformers.profile`,
-    which misses memory the allocator reuses); ``activation_bytes``: :func:`saved_activation_bytes`.
-    """
+def training_step(
+    config: ByteLMConfig, seq_len: int, batch_size: int, device: torch.device
+) -> tuple[ByteLM, Callable[[], None], Tensor]:
+    """A model like ``config`` at context ``seq_len`` (seed 0), one (batch_size, seq_len) batch of random bytes,
+    and ``step()``: one training step on it (forward, backward, AdamW; bfloat16 autocast on CUDA)."""
     config = ByteLMConfig(**{**config.to_dict(), "max_seq_len": seq_len})
     torch.manual_seed(0)
     model = ByteLM(config).to(device)
@@ -226,6 +257,17 @@ def step_cost(config: ByteLMConfig, seq_len: int, batch_size: int, device: torch
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    return model, step, x
+
+
+def step_cost(config: ByteLMConfig, seq_len: int, batch_size: int, device: torch.device, repeats: int) -> dict:
+    """Cost of one training step (:func:`training_step`) of a model like ``config`` on random bytes.
+
+    ``ms``: median wall time after a warm-up step; ``peak_bytes``: peak memory above the level before
+    the step (CUDA allocator peak; on CPU the RSS/tracemalloc peak of :class:`qtransformers.profile`,
+    which misses memory the allocator reuses); ``activation_bytes``: :func:`saved_activation_bytes`.
+    """
+    model, step, x = training_step(config, seq_len, batch_size, device)
     ms = median_ms(step, device, warmup=1, repeats=repeats)
     return {
         "ms": ms,
@@ -254,14 +296,10 @@ def run_variant(
 ) -> dict:
     """Train one variant at the matched width and return its row of the table (with a generated ``sample``).
 
-    ``target`` is the baseline's parameter count. A variant that drops the baseline's learned position
-    table (``position`` other than the base's ``"learned"``) is matched to ``target`` minus that table,
-    so its mixers and MLPs are as large as the baseline's; ``params_vs_baseline`` shows the difference.
-    ``same_width``: keep the base's width, matching the count through the MLP only (:func:`match_size`).
+    ``target`` is the baseline's parameter count (:func:`matched_config`); ``params_vs_baseline``
+    shows what a variant without the position table lacks.
     """
-    table = base.max_seq_len * base.dim if base.position == "learned" else 0
-    drops_table = variant.position is not None and variant.position != "learned"
-    config = match_size(base, variant, target - table if drops_table else target, same_width=same_width)
+    config = matched_config(base, variant, target, same_width=same_width)
     params = count_parameters(config)
     row = {
         "variant": variant.name,
@@ -326,14 +364,9 @@ def run_ablation(
     With ``rope``, each chosen variant with an attention-based mixer is followed by its RoPE copy
     (:func:`rope_variant`). Each run writes into train.out/<variant name>; a hybrid's variant name is its pattern.
     """
-    for pattern in hybrids:  # a bad pattern (unknown name, more entries than layers) stops the study up front
-        layer_mixers(pattern, base.layers)
-    target = count_parameters(_variant_config(base, Variant(BASELINE, BASELINE)))
+    chosen = choose_variants(only, hybrids, heads, rope=rope, layers=base.layers)
+    target = baseline_parameters(base)
     rows = []
-    chosen = [v for v in variants() if only is None or v.mixer in only or v.name in only]
-    chosen = [with_heads(v, heads) for v in chosen + [Variant(p, p) for p in hybrids]]
-    if rope:
-        chosen = [w for v in chosen for w in (v, rope_variant(v)) if w is not None]
     for variant in chosen:
         cfg = TrainConfig(**{**vars(train), "out": str(Path(train.out) / variant.name), "progress": False})
         try:
