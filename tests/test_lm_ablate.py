@@ -6,6 +6,7 @@ import pytest
 
 from qtransformers import mixers
 from qtransformers.cli import main
+from qtransformers.exceptions import InvalidArgumentError
 from qtransformers.models import ByteLMConfig
 from qtransformers.train.ablation import BASELINE, Variant, count_parameters, match_size, variants
 
@@ -85,6 +86,20 @@ def test_ablate_cli_writes_table_csv_and_plots(tmp_path, shakespeare_path):
     assert [(r["variant"], r["dim"], r["status"]) for r in rows] == [("hyena", "32", "ok")]  # nearest width: 28
     assert abs(float(rows[0]["params_vs_baseline"]) - 1) < 0.02
     assert "every variant at the baseline's width" in (same / "ablation.md").read_text()
+
+
+def test_unknown_only_name_raises_before_training(tmp_path, capsys):
+    from qtransformers.train.ablation import choose_variants
+
+    with pytest.raises(InvalidArgumentError, match="no variant or causal mixer is named hyna, qrh-ful") as info:
+        choose_variants(["hyena", "hyna", "qrh-ful"], layers=4)
+    assert isinstance(info.value, ValueError) and "qrh-full" in str(info.value)  # the known names are listed
+    assert [v.name for v in choose_variants(["qrh"], layers=4)][-1] == "qrh-full"  # a mixer name picks its variants
+    out = tmp_path / "typo"
+    argv = ["ablate", "--data", str(tmp_path / "none.txt"), "--steps", "1", "--only", "atention", "--out", str(out)]
+    assert main([*argv, "--no-progress"]) == 2
+    assert "no variant or causal mixer is named atention" in capsys.readouterr().err
+    assert not (out / "ablation.csv").exists()
 
 
 def test_heads_option_reaches_only_mixers_with_heads():

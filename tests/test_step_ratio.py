@@ -160,5 +160,7 @@ def test_cli_small_run(tmp_path, capsys):
     assert "--rounds must be >= 6" in capsys.readouterr().err
     assert main(["bench", "step-ratio", "--hybrids", "qrh,nope", "--out", str(out), "--no-progress"]) == 2
     assert "unknown mixer 'nope'" in capsys.readouterr().err
+    assert main([*argv[:2], "--only", "qrh-ful", "--out", str(out), "--no-progress"]) == 2
+    assert "no variant or causal mixer is named qrh-ful" in capsys.readouterr().err
     assert main([*argv[:2], "--seq-len", "0", "--out", str(out), "--no-progress"]) == 2
     assert "--seq-len and --batch-size must be >= 1, got 0" in capsys.readouterr().err

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from qtransformers import mixers
 from qtransformers.bench.timing import median_ms, peak_memory_bytes
+from qtransformers.exceptions import InvalidArgumentError
 from qtransformers.mixers.hybrid import layer_mixers, parse_pattern
 from qtransformers.models import ByteLM, ByteLMConfig
 from qtransformers.train.data import decode, encode
@@ -206,10 +207,16 @@ def choose_variants(
 ) -> list[Variant]:
     """The study's variants: those named in ``only`` (mixer or variant names; None: all), then one per pattern
     of ``hybrids``, each with ``num_heads=heads`` where it applies; with ``rope``, each attention-based
-    variant followed by its RoPE copy (:func:`rope_variant`). A bad pattern raises here, before any work."""
+    variant followed by its RoPE copy (:func:`rope_variant`). A bad pattern or an unknown name raises here, before
+    any work."""
     for pattern in hybrids:
         layer_mixers(pattern, layers)
-    chosen = [v for v in variants() if only is None or v.mixer in only or v.name in only]
+    known = variants()
+    unknown = sorted(set(only or ()) - {v.mixer for v in known} - {v.name for v in known})
+    if unknown:
+        names = ", ".join(sorted({v.mixer for v in known} | {v.name for v in known}))
+        raise InvalidArgumentError(f"no variant or causal mixer is named {', '.join(unknown)}; known: {names}")
+    chosen = [v for v in known if only is None or v.mixer in only or v.name in only]
     chosen = [with_heads(v, heads) for v in chosen + [Variant(p, p) for p in hybrids]]
     if rope:
         chosen = [w for v in chosen for w in (v, rope_variant(v)) if w is not None]
