@@ -157,7 +157,11 @@ def test_cli_small_run(tmp_path, capsys):
     assert "command: `qtransformers bench step-ratio --preset nanogpt-cpu" in (out / "results.md").read_text()
     capsys.readouterr()
     assert main([*argv[:-5], "--rounds", "5", "--out", str(out), "--no-progress"]) == 2
-    assert "--rounds must be >= 6" in capsys.readouterr().err
+    assert "--rounds 5 with --confidence 0.95: 5 values cannot give" in capsys.readouterr().err
+    assert main([*argv[:-5], "--rounds", "6", "--confidence", "0.999", "--out", str(out), "--no-progress"]) == 2
+    assert "--rounds 6 with --confidence 0.999" in capsys.readouterr().err
+    assert main([*argv[:-5], "--rounds", "20", "--confidence", "1.5", "--out", str(out), "--no-progress"]) == 2
+    assert "confidence must be in (0, 1), got 1.5" in capsys.readouterr().err
     assert main(["bench", "step-ratio", "--hybrids", "qrh,nope", "--out", str(out), "--no-progress"]) == 2
     assert "unknown mixer 'nope'" in capsys.readouterr().err
     assert main([*argv[:2], "--only", "qrh-ful", "--out", str(out), "--no-progress"]) == 2

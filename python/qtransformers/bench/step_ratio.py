@@ -34,7 +34,6 @@ from qtransformers.bench.common import header, invocation
 from qtransformers.bench.report import format_markdown, format_table, write_csv
 from qtransformers.bench.timing import synchronize
 from qtransformers.exceptions import InvalidArgumentError
-from qtransformers.mixers.hybrid import parse_pattern
 from qtransformers.models import ByteLMConfig
 from qtransformers.train.ablation import (
     BASELINE,
@@ -43,6 +42,7 @@ from qtransformers.train.ablation import (
     choose_variants,
     count_parameters,
     is_goal_model,
+    is_hybrid,
     matched_config,
     training_step,
 )
@@ -92,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rounds",
         type=int,
         default=15,
-        help=f"timed rounds, one step of every model each (>= {MIN_ROUNDS}, default 15)",
+        help=f"timed rounds, one step of every model each (>= {MIN_ROUNDS} at 0.95 confidence; default 15)",
     )
     parser.add_argument(
         "--confidence", type=float, default=0.95, help="confidence of the ratio interval (default 0.95)"
@@ -167,8 +167,7 @@ def ratio_rows(
             ratios = [b / t for b, t in zip(times[base], times[name])]
             ratio, low, high, coverage = median_interval(ratios, confidence)
             row.update(ratio=ratio, ratio_low=low, ratio_high=high, coverage=coverage)
-            hybrid = len(parse_pattern(i["mixer"])) > 1 or "+" in i["mixer"]
-            if hybrid and is_goal_model(i["mixer"], layers):
+            if is_hybrid(i["mixer"]) and is_goal_model(i["mixer"], layers):
                 row["goal"] = speed_verdict(low, high)
         rows.append(row)
     return rows
@@ -185,8 +184,10 @@ def speed_verdict(low: float, high: float, goal: float = GOAL_SPEEDUP) -> str:
 
 def run(args: argparse.Namespace) -> list[dict]:
     """Time the models in turn, print the table and write results.csv, step_times.csv and results.md."""
-    if args.rounds < MIN_ROUNDS:
-        raise InvalidArgumentError(f"--rounds must be >= {MIN_ROUNDS} for a confidence interval, got {args.rounds}")
+    try:  # before any model is built: too few rounds for the asked confidence
+        median_interval([0.0] * max(args.rounds, 0), args.confidence)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"--rounds {args.rounds} with --confidence {args.confidence:g}: {exc}") from None
     preset = PRESETS[args.preset]
     seq_len = preset.seq_len if args.seq_len is None else args.seq_len
     batch_size = preset.batch_size if args.batch_size is None else args.batch_size

@@ -392,6 +392,11 @@ def run_ablation(
     return rows
 
 
+def is_hybrid(mixer: str) -> bool:
+    """Whether ``mixer`` is a hybrid: a pattern of several entries, or an entry joining mixers with ``+``."""
+    return len(parse_pattern(mixer)) > 1 or "+" in mixer
+
+
 def is_goal_model(mixer: str, layers: int) -> bool:
     """Whether ``mixer`` (a name or pattern over ``layers`` layers) is sub-quadratic or one of the issue's hybrids.
 
@@ -416,7 +421,7 @@ def goal_report(rows: list[dict], layers: int, *, time_budget: float | None) -> 
     lines = []
     for base in (r for r in ok if r["mixer"] == BASELINE):
         group = [r for r in ok if r["position"] == base["position"] and is_goal_model(r["mixer"], layers)]
-        for r in (r for r in group if len(parse_pattern(r["mixer"])) > 1 or "+" in r["mixer"]):
+        for r in (r for r in group if is_hybrid(r["mixer"])):
             cpu = base["cpu_ms_per_step"] / r["cpu_ms_per_step"]
             wall = base["ms_per_step"] / r["ms_per_step"]
             verdict = "reached" if cpu >= 2 else "NOT reached"
