@@ -249,7 +249,8 @@ def training_step(
     config: ByteLMConfig, seq_len: int, batch_size: int, device: torch.device
 ) -> tuple[ByteLM, Callable[[], None], Tensor]:
     """A model like ``config`` at context ``seq_len`` (seed 0), one (batch_size, seq_len) batch of random bytes,
-    and ``step()``: one training step on it (forward, backward, AdamW; bfloat16 autocast on CUDA)."""
+    and ``step()``: one training step on it as the trainer takes one (forward, loss, backward, gradient clipping
+    at the trainer's default norm, AdamW; bfloat16 autocast on CUDA)."""
     config = ByteLMConfig(**{**config.to_dict(), "max_seq_len": seq_len})
     torch.manual_seed(0)
     model = ByteLM(config).to(device)
@@ -261,6 +262,7 @@ def training_step(
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             loss = model.loss(x, x)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), TrainConfig.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
