@@ -2,7 +2,7 @@
 
 Every model is a ByteLM at the attention baseline's parameter count (the matching of ``qtransformers
 ablate``: :func:`qtransformers.train.ablation.matched_config`), trained on one batch of random bytes. After
-one untimed warm-up round, each round times one training step (forward, backward, AdamW) of every model
+one untimed warm-up round, each round times one training step (:func:`qtransformers.train.ablation.training_step`) of every model
 in turn, the order rotated from round to round, so a shared machine's slow drifts fall on all models alike
 instead of on whichever ran last. On CPU the time is this process's CPU time; on CUDA, elapsed time
 between synchronisations.
