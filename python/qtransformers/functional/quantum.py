@@ -78,7 +78,15 @@ from qtransformers.functional.block_cv import block_control_variate, default_blo
 from qtransformers.functional.cost import side_information_cost as side_information_cost
 from qtransformers.functional.quantum_lsh import check_lsh_options, lsh_quantum_attention
 from qtransformers.functional.sampling import allocate_shots, draw_rows, row_uniforms, seed_from
-from qtransformers.functional.shots import gather_rows, horvitz_thompson, leave_one_row_out_beta
+from qtransformers.functional.shots import (
+    dense_pays,
+    dense_weights,
+    gather_rows,
+    horvitz_thompson,
+    leave_one_out_term,
+    leave_one_row_out_beta,
+    shot_estimate,
+)
 
 BACKENDS = ("exact", "naive", "stratified", "hybrid", "lsh")
 
@@ -215,25 +223,21 @@ def quantum_attention(
         keep = row_uniforms(seed_from(generator), streams, weights.size(-1), weights.device) >= dropout_p
         weights = weights * keep / max(1.0 - dropout_p, 1e-30)
     idx, weights = idx.view(b, h, length, -1), weights.view(b, h, length, -1)
-    v_drawn = gather_rows(v, idx)  # (B,H,L,M,Ev)
-    w = weights.to(v.dtype).unsqueeze(-1)
-    estimate = (w * v_drawn).sum(-2)
+    dense = dense_pays(source, idx.size(-1), v.size(-1))
+    estimate = shot_estimate(v, idx, weights, dense=dense)
     value = estimate.detach()
     if control_variate and cv_kind == "favor":
         value = _favor_control_variate(
-            q, k, v, scale, probs, idx, weights, v_drawn, value, cv_features or num_samples, generator
+            q, k, v, scale, probs, idx, weights, value, cv_features or num_samples, generator
         )
     elif control_variate:
         value = block_control_variate(q, k, v, attn_mask, is_causal, scale, idx, weights, order, block).to(v.dtype)
     out = value + (estimate - estimate.detach())
     if q.requires_grad or k.requires_grad:
-        out = out + _score_function_term(q, k, attn_mask, is_causal, scale, idx, w, v_drawn, estimate)
+        out = out + leave_one_out_term(q, k, v, idx, weights, estimate, scale, dense=dense)
+        out = out + single_shot_term(q, k, attn_mask, is_causal, scale, weights, estimate)
     out = out.to(v.dtype)
-    if not need_weights:
-        return out
-    dense = torch.zeros(probs.shape, dtype=weights.dtype, device=weights.device)
-    dense.scatter_add_(-1, idx, weights)
-    return out, dense
+    return (out, dense_weights(idx, weights, source)) if need_weights else out
 
 
 def mask_structure(attn_mask: Tensor | None, is_causal: bool) -> str:
@@ -383,24 +387,22 @@ def _candidates(rows: Tensor, pilot_idx: Tensor, k_max: int, main_idx: Tensor) -
     return ordered_idx, cand_w, in_cand
 
 
-def _score_function_term(q, k, attn_mask, is_causal, scale, idx, w, v_drawn, estimate) -> Tensor:
-    """Zero-valued term (B,H,L,Ev) whose gradient is the score-function estimate of ∂O/∂q, ∂O/∂k."""
-    s_drawn = (q.unsqueeze(-2) * gather_rows(k, idx)).sum(-1) * scale  # (B,H,L,M)
-    vd = v_drawn.detach()
-    plain = estimate.detach().unsqueeze(-2)
-    rest = w.sum(-2, keepdim=True) - w
-    # Leave-one-out baseline: the estimate without shot s, renormalised by the remaining weight.
-    baseline = torch.where(rest > 0, (plain - w * vd) / rest.clamp_min(1e-30), 0.0)
-    term = ((vd - baseline) * w * (s_drawn - s_drawn.detach()).unsqueeze(-1)).sum(-2)
-    single = ((w > 0) & (rest <= 0)).any(-2)  # (B,H,L,1): one weighted shot, no baseline
-    if bool(single.any()):
-        scores = torch.where(single, scaled_scores(q, k, attn_mask, is_causal, scale), 0.0)
-        log_z = torch.logsumexp(scores, dim=-1, keepdim=True)
-        term = term - torch.where(single, estimate.detach(), 0.0) * (log_z - log_z.detach())
-    return term
+def single_shot_term(q, k, attn_mask, is_causal, scale, weights, estimate) -> Tensor:
+    """Zero-valued term (B,H,L,Ev): for rows with one weighted shot, -Ô·∂log Z_i (the exact score function's part).
+
+    Such a row has no leave-one-out baseline; with b = 0 its gradient is Ô (∂s_J - ∂log Z_i), and
+    :func:`leave_one_out_term` gives the Ô ∂s_J part. Zero when no row has a single weighted shot.
+    """
+    rest = weights.sum(-1, keepdim=True) - weights
+    single = ((weights > 0) & (rest <= 0)).any(-1, keepdim=True)  # (B,H,L,1)
+    if not bool(single.any()):
+        return torch.zeros((), dtype=estimate.dtype, device=estimate.device)
+    scores = torch.where(single, scaled_scores(q, k, attn_mask, is_causal, scale), 0.0)
+    log_z = torch.logsumexp(scores, dim=-1, keepdim=True)
+    return -torch.where(single, estimate.detach(), 0.0) * (log_z - log_z.detach())
 
 
-def _favor_control_variate(q, k, v, scale, probs, idx, weights, v_drawn, estimate, features, generator):
+def _favor_control_variate(q, k, v, scale, probs, idx, weights, estimate, features, generator):
     """Ô - β(Ĉ - Ã) without a mask: the FAVOR+ estimate Ã with known expectation, β from the other rows."""
     with torch.no_grad():
         w = orthogonal_gaussian(features, q.size(-1), generator=generator, dtype=probs.dtype, device=q.device)
@@ -413,7 +415,7 @@ def _favor_control_variate(q, k, v, scale, probs, idx, weights, v_drawn, estimat
         c_drawn = (fq.unsqueeze(-2) * gather_rows(fk, idx)).sum(-1) / den.unsqueeze(-1)
         p_drawn = probs.gather(-1, idx)
         ratio = torch.where(weights > 0, c_drawn / p_drawn.clamp_min(1e-30), 0.0)
-        vd = v_drawn.detach().to(probs.dtype)
+        vd = gather_rows(v.detach(), idx).to(probs.dtype)
         y = weights.unsqueeze(-1) * vd  # per-shot terms of Ô
         x = (weights * ratio).unsqueeze(-1) * vd  # per-shot terms of Ĉ
         beta = leave_one_row_out_beta(y, x, weights)
