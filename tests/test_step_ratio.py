@@ -12,7 +12,9 @@ import torch
 
 from qtransformers.bench.step_ratio import (
     MIN_ROUNDS,
+    dependent_rounds,
     interleaved_times,
+    lag1_autocorrelation,
     median_interval,
     ratio_rows,
     speed_verdict,
@@ -135,6 +137,32 @@ def test_ratio_rows_pair_rounds_with_the_same_position_baseline():
     assert "goal" not in rows["attention,qrh"]  # half the layers attention: not one of the hybrids
 
 
+def test_lag1_autocorrelation_sees_drift_and_not_independent_rounds():
+    assert lag1_autocorrelation([1.0, 2.0, 1.0, 2.0, 1.0, 2.0]) == pytest.approx(-5 / 6)
+    assert lag1_autocorrelation([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]) > 0.5  # a drift
+    assert math.isnan(lag1_autocorrelation([2.0, 2.0, 2.0])) and math.isnan(lag1_autocorrelation([1.0, 2.0]))
+    rng = np.random.default_rng(0)
+    draws = [lag1_autocorrelation(list(rng.standard_normal(30))) for _ in range(2000)]
+    flagged = np.mean([d > 2 / math.sqrt(30) for d in draws])
+    assert flagged < 0.05, f"independent rounds flagged {flagged:.3f} of the time"  # about 2-3 % expected
+    walks = [lag1_autocorrelation(list(np.cumsum(rng.standard_normal(30)))) for _ in range(200)]
+    assert np.mean([w > 2 / math.sqrt(30) for w in walks]) > 0.9  # a random walk is dependent
+
+
+def test_dependent_rounds_are_named():
+    info = {"transformer-sdpa": _info("attention"), "a": _info("qrh"), "b": _info("hyena")}
+    base = [10.0] * 12
+    times = {
+        "transformer-sdpa": base,
+        "a": [10.0 / (1.0 + 0.1 * r) for r in range(12)],  # the ratio drifts up round after round
+        "b": [10.0 / (1.5 + 0.1 * (r % 2)) for r in range(12)],  # it alternates: no positive dependence
+    }
+    rows = ratio_rows(info, times, layers=4)
+    assert "lag1" not in rows[0]
+    assert rows[1]["lag1"] > 0.5 and rows[2]["lag1"] < 0
+    assert dependent_rounds(rows) == ["a"]
+
+
 def test_cli_small_run(tmp_path, capsys):
     out = tmp_path / "ratio"
     argv = ["bench", "step-ratio", "--preset", "nanogpt-cpu", "--seq-len", "16", "--batch-size", "2"]
@@ -155,6 +183,8 @@ def test_cli_small_run(tmp_path, capsys):
     steps = list(csv.DictReader(open(out / "step_times.csv")))
     assert len(steps) == 4 * 6 and all(float(s["ms"]) > 0 for s in steps)
     assert "command: `qtransformers bench step-ratio --preset nanogpt-cpu" in (out / "results.md").read_text()
+    assert "lag1: lag-1 autocorrelation" in (out / "results.md").read_text()
+    assert all(math.isfinite(float(r["lag1"])) for r in rows[2:]) and rows[1]["lag1"] == ""
     capsys.readouterr()
     assert main([*argv[:-5], "--rounds", "5", "--out", str(out), "--no-progress"]) == 2
     assert "--rounds 5 with --confidence 0.95: 5 values cannot give" in capsys.readouterr().err

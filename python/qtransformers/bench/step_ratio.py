@@ -9,7 +9,9 @@ between synchronisations.
 
 Each round gives a ratio, baseline step / model step (against the baseline with the same position
 scheme). The table reports the median of those ratios and a distribution-free confidence interval of the
-median (order statistics of the rounds' ratios, :func:`median_interval`). For a hybrid (at most one layer
+median (order statistics of the rounds' ratios, :func:`median_interval`). That interval assumes
+independent rounds; the ``lag1`` column (:func:`lag1_autocorrelation`) checks it, and the report flags
+models whose neighbouring rounds move together. For a hybrid (at most one layer
 in four attention, the rest sub-quadratic) the ``goal`` column checks issue 13's speed goal (>= 2x):
 ``reached`` when the whole interval is at or above 2, ``not reached`` when it is below, ``undecided``
 when it holds 2.
@@ -62,6 +64,7 @@ COLUMNS = [
     "ratio_low",
     "ratio_high",
     "coverage",
+    "lag1",
     "goal",
 ]
 
@@ -149,6 +152,28 @@ def interleaved_times(
     return times
 
 
+def lag1_autocorrelation(values: list[float]) -> float:
+    """Lag-1 autocorrelation of ``values`` in round order; nan with fewer than 3 values or none differing.
+
+    For independent rounds it is about N(0, 1/n), so a value above 2/√n says that neighbouring rounds
+    move together (drift the rotation did not cancel), and the interval, which assumes independent
+    rounds, may be too narrow.
+    """
+    n = len(values)
+    if n < 3:
+        return math.nan
+    mean = sum(values) / n
+    spread = sum((v - mean) ** 2 for v in values)
+    if spread == 0:
+        return math.nan
+    return sum((values[i] - mean) * (values[i + 1] - mean) for i in range(n - 1)) / spread
+
+
+def dependent_rounds(rows: list[dict]) -> list[str]:
+    """Variants whose per-round ratios have a lag-1 autocorrelation above 2/√rounds."""
+    return [r["variant"] for r in rows if r.get("lag1", math.nan) > 2 / math.sqrt(r["rounds"])]
+
+
 def ratio_rows(
     info: dict[str, dict], times: dict[str, list[float]], layers: int, confidence: float = 0.95
 ) -> list[dict]:
@@ -167,6 +192,7 @@ def ratio_rows(
             ratios = [b / t for b, t in zip(times[base], times[name])]
             ratio, low, high, coverage = median_interval(ratios, confidence)
             row.update(ratio=ratio, ratio_low=low, ratio_high=high, coverage=coverage)
+            row["lag1"] = lag1_autocorrelation(ratios)
             if is_hybrid(i["mixer"]) and is_goal_model(i["mixer"], layers):
                 row["goal"] = speed_verdict(low, high)
         rows.append(row)
@@ -231,8 +257,14 @@ def run(args: argparse.Namespace) -> list[dict]:
     note = (
         f"median_ms: median step; ratio: median over rounds of baseline step / model step, with a "
         f"{args.confidence:g} distribution-free interval (ratio_low, ratio_high; exact coverage in `coverage`); "
-        f"goal (hybrids only): >= {GOAL_SPEEDUP:g}x, reached when the whole interval is at or above it."
+        f"goal (hybrids only): >= {GOAL_SPEEDUP:g}x, reached when the whole interval is at or above it. "
+        f"lag1: lag-1 autocorrelation of the per-round ratios; the interval assumes independent rounds, "
+        f"and a lag1 above 2/sqrt(rounds) = {2 / math.sqrt(args.rounds):.2f} says they are not."
     )
+    dependent = dependent_rounds(rows)
+    if dependent:
+        note += f"\n\nRounds look dependent (lag1 above 2/sqrt(rounds)), intervals may be too narrow: {', '.join(dependent)}."
+        print(f"warning: rounds look dependent for {', '.join(dependent)}; their intervals may be too narrow")
     text = [title, "", f"command: `{command}`" if command else "", "", format_markdown(rows, COLUMNS), "", note]
     (out / "results.md").write_text("\n".join(text) + "\n")
     print(title)
