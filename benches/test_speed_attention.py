@@ -52,7 +52,14 @@ def test_sampled_backend(benchmark, backend, gen):
         assert torch.allclose(out, exact)
 
 
-FORM_SIZES = [(8, 256, 32), (2, 512, 32), (1, 1024, 32), (4, 1024, 32), (1, 2048, 32)]  # (B, L = S, head dim); 4 heads, 32 shots
+FORM_SIZES = [
+    (8, 256, 32),
+    (2, 512, 32),
+    (1, 1024, 32),
+    (4, 1024, 32),
+    (1, 2048, 32),
+    (1, 4096, 32),
+]  # (B, L = S, head dim); 4 heads, 32 shots
 
 
 def _causal_step(q, k, v):

@@ -260,3 +260,36 @@ def test_side_information_counts_the_row_normaliser():
     assert cost(backend="naive", control_variate=False) == (0.0, 0)
     frac, normaliser = cost(backend="naive", control_variate=True)
     assert normaliser == 0 and 0 < frac <= 0.25
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "causal", "bool", "bool-dead-rows", "float", "float-dead-rows"])
+@pytest.mark.parametrize("sizes", [(7, 7), (5, 9), (9, 5), (1, 1)], ids=["square", "wide", "tall", "one"])
+def test_simulated_probs_equal_the_safe_softmax_of_the_scores(mask_kind, sizes):
+    from qtransformers.functional.attention import safe_softmax, scaled_scores
+    from qtransformers.functional.masks import causal_additive_mask
+    from qtransformers.functional.quantum import simulated_probs
+
+    length, source = sizes
+    g = torch.Generator().manual_seed(length * 10 + source)
+    q = torch.randn(2, 3, length, 4, generator=g, dtype=torch.float64)
+    k = torch.randn(2, 3, source, 4, generator=g, dtype=torch.float64)
+    keep = torch.rand(2, 1, length, source, generator=g) > 0.4
+    if mask_kind.endswith("dead-rows"):
+        keep[:, :, 0] = False
+    mask = {
+        "none": None,
+        "causal": None,
+        "bool": keep,
+        "bool-dead-rows": keep,
+        "float": torch.randn(length, source, generator=g, dtype=torch.float64),
+        "float-dead-rows": torch.zeros(2, 1, length, source, dtype=torch.float64).masked_fill(~keep, float("-inf")),
+    }[mask_kind]
+    causal = mask_kind == "causal"
+    probs = simulated_probs(q, k, mask, causal, 0.5)
+    assert torch.equal(probs, safe_softmax(scaled_scores(q, k, mask, causal, 0.5)))
+    if causal:  # the in-place causal fill gives what adding the additive mask gave
+        added = torch.matmul(q * 0.5, k.transpose(-2, -1)) + causal_additive_mask(length, source, torch.float64)
+        assert torch.equal(probs, safe_softmax(added))
+    if mask_kind.endswith("dead-rows"):
+        assert torch.equal(probs[:, :, 0], torch.zeros_like(probs[:, :, 0]))
+    assert torch.isfinite(probs).all()

@@ -106,8 +106,8 @@ def test_quantum_attention_is_the_same_in_both_forms(backend, causal, monkeypatc
 
 
 def test_the_form_follows_the_cost():
-    assert dense_pays(64, 32, 64) and dense_pays(2048, 32, 64)
-    assert not dense_pays(4096, 32, 64) and not dense_pays(97, 1, 96)
+    assert dense_pays(64, 32, 64) and dense_pays(4096, 32, 64) and dense_pays(2048, 32, 32)
+    assert not dense_pays(4096, 32, 32) and not dense_pays(193, 1, 96)
 
 
 def test_low_precision_inputs_follow_the_float64_terms():

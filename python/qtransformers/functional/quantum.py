@@ -204,8 +204,7 @@ def quantum_attention(
         sampler = "rust" if q.device.type == "cpu" else "torch"
     scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else scale
     work = torch.float64 if q.dtype == torch.float64 else torch.float32
-    with torch.no_grad():  # the simulated device
-        probs = safe_softmax(scaled_scores(q.detach().to(work), k.detach().to(work), attn_mask, is_causal, scale))
+    probs = simulated_probs(q.detach().to(work), k.detach().to(work), attn_mask, is_causal, scale)
     b, h, length, source = probs.shape
     block = 1
     if control_variate and cv_kind == "block":
@@ -238,6 +237,17 @@ def quantum_attention(
         out = out + single_shot_term(q, k, attn_mask, is_causal, scale, weights, estimate)
     out = out.to(v.dtype)
     return (out, dense_weights(idx, weights, source)) if need_weights else out
+
+
+@torch.no_grad()
+def simulated_probs(q: Tensor, k: Tensor, attn_mask: Tensor | None, is_causal: bool, scale: float) -> Tensor:
+    """The simulated device: attention probabilities (B,H,L,S), rows with every key masked all zero.
+
+    Equal to ``safe_softmax(scaled_scores(...))`` for finite q and k. Without ``attn_mask`` no row is fully masked
+    (a causal row always sees key 0), so the plain softmax runs, without safe_softmax's two copies.
+    """
+    scores = scaled_scores(q, k, attn_mask, is_causal, scale)
+    return torch.softmax(scores, dim=-1) if attn_mask is None else safe_softmax(scores)
 
 
 def mask_structure(attn_mask: Tensor | None, is_causal: bool) -> str:

@@ -4,7 +4,7 @@ The estimate Σ_s w_s v_{J_s} and the score-function term of its q/k gradient ha
 (:func:`shot_estimate`, :func:`leave_one_out_term`): the plain per-shot one, which gathers the
 (B,H,L,M,Ev) drawn rows of v and k, and a dense one, which scatters the (B,H,L,M) weights into
 (B,H,L,S) matrices and takes matrix products. They are the same function of the draws;
-:func:`dense_pays` picks the cheaper (dense while S <= M·Ev; timings in docs/sampled-attention.md).
+:func:`dense_pays` picks the cheaper (dense while S <= 2·M·Ev; timings in docs/sampled-attention.md).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def dense_weights(idx: Tensor, weights: Tensor, source: int) -> Tensor:
 
 
 def dense_pays(source: int, shots: int, ev: int) -> bool:
-    """Whether the dense form is the cheaper: S <= M·Ev (measured on CPU; the gathered rows cost M·Ev per row)."""
-    return source <= shots * ev
+    """Whether the dense form is the cheaper: S <= 2·M·Ev (measured on CPU; the gathered rows cost M·Ev per row)."""
+    return source <= 2 * shots * ev
 
 
 def shot_estimate(v: Tensor, idx: Tensor, weights: Tensor, *, dense: bool) -> Tensor:
@@ -51,7 +51,7 @@ def leave_one_out_term(
     s_j = q·k_j·scale, and b_s = (Ô - w_s v_{J_s}) / r_s with r_s = Σ_t w_t - w_s is shot s's
     leave-one-out baseline (0 when r_s = 0). v and ``estimate`` (Ô) enter detached.
     ``dense``: expanding b_s, the term is Σ_j Δ_j [(Σ_{s→j} w_s (1 + w_s/r_s)) v_j - (Σ_{s→j} w_s/r_s) Ô]
-    with Δ = s - s.detach(): two dense (B,H,L,S) weight matrices and one product with v.
+    with Δ = s - s.detach(): two dense (B,H,L,S) weight matrices, used in the backward only.
     Otherwise the plain per-shot form on gathered rows of k and v, which is also the reference.
     """
     rest = weights.sum(-1, keepdim=True) - weights
@@ -59,15 +59,39 @@ def leave_one_out_term(
         per_rest = torch.where(rest > 0, weights / rest.clamp_min(1e-30), 0.0)
         on_value = dense_weights(idx, weights * (1.0 + per_rest), k.size(-2)).to(q.dtype)
         on_estimate = dense_weights(idx, per_rest, k.size(-2)).to(q.dtype)
-        raw = (q * scale) @ k.transpose(-2, -1)
-        delta = raw - raw.detach()
-        return (delta * on_value) @ v.detach() - (delta * on_estimate).sum(-1, keepdim=True) * estimate.detach()
+        return _DenseScoreTerm.apply(q, k, v.detach(), estimate.detach(), on_value, on_estimate, scale)
     w = weights.to(v.dtype).unsqueeze(-1)
     rest = rest.to(v.dtype).unsqueeze(-1)
     s_drawn = (q.unsqueeze(-2) * gather_rows(k, idx)).sum(-1) * scale  # (B,H,L,M)
     vd = gather_rows(v.detach(), idx)
     baseline = torch.where(rest > 0, (estimate.detach().unsqueeze(-2) - w * vd) / rest.clamp_min(1e-30), 0.0)
     return ((vd - baseline) * w * (s_drawn - s_drawn.detach()).unsqueeze(-1)).sum(-2)
+
+
+class _DenseScoreTerm(torch.autograd.Function):
+    """Zeros (B,H,L,Ev) whose q/k gradient is Σ_j G_ij ∂s_ij, G = on_value ⊙ (ḡ vᵀ) - on_estimate ⊙ (ḡ·Ô).
+
+    The dense form of :func:`leave_one_out_term` without its zero-valued forward products: the
+    backward takes one product for G and one each for q and k (s = q kᵀ · scale).
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, estimate, on_value, on_estimate, scale):
+        """Save the operands; the term's value is 0."""
+        ctx.save_for_backward(q, k, v, estimate, on_value, on_estimate)
+        ctx.scale = scale
+        return estimate.new_zeros(estimate.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        """Gradients of q and k; none for the detached operands."""
+        q, k, v, estimate, on_value, on_estimate = ctx.saved_tensors
+        grad = grad.to(q.dtype)
+        g = on_value * (grad @ v.to(q.dtype).transpose(-2, -1))
+        g = g - on_estimate * (grad * estimate.to(q.dtype)).sum(-1, keepdim=True)
+        grad_q = (g @ k) * ctx.scale if ctx.needs_input_grad[0] else None
+        grad_k = (g.transpose(-2, -1) @ q) * ctx.scale if ctx.needs_input_grad[1] else None
+        return grad_q, grad_k, None, None, None, None, None
 
 
 def horvitz_thompson(idx: Tensor, valid: Tensor, p_drawn: Tensor, m_row: Tensor) -> Tensor:
