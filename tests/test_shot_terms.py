@@ -80,7 +80,7 @@ def test_dead_and_unused_shots_get_no_gradient():
 
 
 @pytest.mark.parametrize("backend", ["naive", "stratified", "hybrid"])
-@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("causal", [False, True, "bool-mask", "dropout"])
 def test_quantum_attention_is_the_same_in_both_forms(backend, causal, monkeypatch):
     """End to end: the same draws through the dense form and through the per-shot form."""
     import qtransformers.functional.quantum as quantum
@@ -91,9 +91,13 @@ def test_quantum_attention_is_the_same_in_both_forms(backend, causal, monkeypatc
 
     def run():
         leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
-        out = quantum_attention(
-            *leaves, is_causal=causal, backend=backend, num_samples=6, generator=torch.Generator().manual_seed(5)
-        )
+        options = dict(is_causal=causal is True, backend=backend, num_samples=6)
+        if causal == "bool-mask":  # rows see different keys; row 0 sees none
+            options["attn_mask"] = (torch.rand(17, 17, generator=torch.Generator().manual_seed(3)) > 0.5).tril()
+            options["attn_mask"][0] = False
+        if causal == "dropout":
+            options["dropout_p"] = 0.3
+        out = quantum_attention(*leaves, **options, generator=torch.Generator().manual_seed(5))
         out.square().sum().backward()
         return out.detach(), [leaf.grad for leaf in leaves]
 

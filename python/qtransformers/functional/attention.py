@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from qtransformers.functional.masks import sdpa_mask_to_additive
+from qtransformers.functional.masks import causal_keep_mask, sdpa_mask_to_additive
 
 
 def scaled_scores(q: Tensor, k: Tensor, attn_mask: Tensor | None, is_causal: bool, scale: float | None) -> Tensor:
@@ -21,8 +21,7 @@ def scaled_scores(q: Tensor, k: Tensor, attn_mask: Tensor | None, is_causal: boo
     scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else scale
     scores = torch.matmul(q * scale, k.transpose(-2, -1))
     if is_causal:  # in place on the fresh product: the same values as adding causal_additive_mask
-        future = torch.ones(q.size(-2), k.size(-2), dtype=torch.bool, device=scores.device).triu_(1)
-        scores = scores.masked_fill_(future, float("-inf"))
+        scores = scores.masked_fill_(~causal_keep_mask(q.size(-2), k.size(-2), scores.device), float("-inf"))
     additive = sdpa_mask_to_additive(attn_mask, scores.dtype)
     if additive is not None:
         scores = scores + additive

@@ -42,9 +42,13 @@ def sdpa_mask_to_additive(mask: Tensor | None, dtype: torch.dtype) -> Tensor | N
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
 
 
+def causal_keep_mask(target_len: int, source_len: int, device: torch.device | None = None) -> Tensor:
+    """(L, S) bool mask of SDPA's ``is_causal``, True where query i sees key j: j <= i (top-left aligned)."""
+    return torch.ones(target_len, source_len, dtype=torch.bool, device=device).tril_()
+
+
 def causal_additive_mask(
     target_len: int, source_len: int, dtype: torch.dtype, device: torch.device | None = None
 ) -> Tensor:
     """(L, S) additive mask of SDPA's ``is_causal``: query i sees keys j <= i (top-left aligned)."""
-    keep = torch.ones(target_len, source_len, dtype=torch.bool, device=device).tril()
-    return sdpa_mask_to_additive(keep, dtype)
+    return sdpa_mask_to_additive(causal_keep_mask(target_len, source_len, device), dtype)
