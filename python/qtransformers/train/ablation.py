@@ -273,8 +273,8 @@ def step_cost(config: ByteLMConfig, seq_len: int, batch_size: int, device: torch
     """Cost of one training step (:func:`training_step`) of a model like ``config`` on random bytes.
 
     ``ms``: median wall time after a warm-up step; ``peak_bytes``: peak memory above the level before
-    the step (CUDA allocator peak; on CPU the RSS/tracemalloc peak of :class:`qtransformers.profile.profile`,
-    which misses memory the allocator reuses); ``activation_bytes``: :func:`saved_activation_bytes`.
+    the step (CUDA allocator peak; on CPU the RSS/tracemalloc peak of :class:`qtransformers.profile.profile`:
+    resident pages, free ones the allocator keeps included); ``activation_bytes``: :func:`saved_activation_bytes`.
     """
     model, step, x = training_step(config, seq_len, batch_size, device)
     ms = median_ms(step, device, warmup=1, repeats=repeats)
