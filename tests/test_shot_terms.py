@@ -126,3 +126,37 @@ def test_low_precision_inputs_follow_the_float64_terms():
     (exact_out, exact_grads), _ = both_ways(q, k, v, idx, weights, scale=0.35)
     torch.testing.assert_close(estimate.double(), exact_out, rtol=0.05, atol=0.05)
     assert all(torch.isfinite(leaf.grad).all() for leaf in leaves)
+
+
+def test_shared_key_value_heads_get_the_summed_gradient():
+    """k, v with one head broadcast over the draws' three heads: both forms give the same gradients."""
+    g = torch.Generator().manual_seed(4)
+    q = torch.randn(2, 3, 7, 5, generator=g, dtype=torch.float64)
+    k, v = (torch.randn(2, 1, 9, 5, generator=g, dtype=torch.float64) for _ in range(2))
+    idx, weights = random_draws(2, 3, 7, 9, 4, seed=5)
+    (out, grads), (out_ref, grads_ref) = both_ways(q, k, v, idx, weights, scale=0.4)
+    torch.testing.assert_close(out, out_ref, rtol=0, atol=1e-12)
+    for grad, ref, leaf in zip(grads, grads_ref, (q, k, v)):
+        assert grad.shape == leaf.shape
+        torch.testing.assert_close(grad, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_the_dense_form_saves_the_draws_not_the_dense_matrices():
+    """For the backward the dense form keeps (B,H,L,M) draws: nothing it saves has L·S entries per head."""
+    b, h, rows, source, shots = 1, 2, 64, 128, 4
+    g = torch.Generator().manual_seed(6)
+    q, k, v = (torch.randn(b, h, n, 8, generator=g, requires_grad=True) for n in (rows, source, source))
+    idx, weights = random_draws(b, h, rows, source, shots, seed=8)
+    weights = weights.float()
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        estimate = shot_estimate(v, idx, weights, dense=True)
+        out = estimate + leave_one_out_term(q, k, v, idx, weights, estimate, 0.3, dense=True)
+    assert saved and max(saved) < b * h * rows * source, f"a (B,H,L,S) matrix was saved: {sorted(saved)[-3:]}"
+    out.sum().backward()
+    assert v.grad.abs().sum() > 0 and q.grad.abs().sum() > 0

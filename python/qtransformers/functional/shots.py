@@ -39,8 +39,30 @@ def shot_estimate(v: Tensor, idx: Tensor, weights: Tensor, *, dense: bool) -> Te
     form (gather the drawn rows of v, sum them weighted), which is also the reference.
     """
     if dense:
-        return dense_weights(idx, weights, v.size(-2)).to(v.dtype) @ v
+        return _DenseEstimate.apply(v, idx, weights)
     return (weights.to(v.dtype).unsqueeze(-1) * gather_rows(v, idx)).sum(-2)
+
+
+class _DenseEstimate(torch.autograd.Function):
+    """Ô = W v with W the dense (B,H,L,S) shot weights; v's gradient Wᵀ ḡ.
+
+    Saves the (B,H,L,M) draws and rebuilds W in the backward, so a layer keeps M, not S, numbers per row
+    for it. ``weights`` come from detached probabilities and get no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, v, idx, weights):
+        """W v, saving the draws."""
+        ctx.save_for_backward(idx, weights)
+        ctx.v_shape = v.shape
+        return dense_weights(idx, weights, v.size(-2)).to(v.dtype) @ v
+
+    @staticmethod
+    def backward(ctx, grad):
+        """Wᵀ ḡ, summed to v's (possibly broadcast) shape."""
+        idx, weights = ctx.saved_tensors
+        w = dense_weights(idx, weights, ctx.v_shape[-2]).to(grad.dtype)
+        return (w.transpose(-2, -1) @ grad).sum_to_size(ctx.v_shape), None, None
 
 
 def leave_one_out_term(
@@ -51,15 +73,12 @@ def leave_one_out_term(
     s_j = q·k_j·scale, and b_s = (Ô - w_s v_{J_s}) / r_s with r_s = Σ_t w_t - w_s is shot s's
     leave-one-out baseline (0 when r_s = 0). v and ``estimate`` (Ô) enter detached.
     ``dense``: expanding b_s, the term is Σ_j Δ_j [(Σ_{s→j} w_s (1 + w_s/r_s)) v_j - (Σ_{s→j} w_s/r_s) Ô]
-    with Δ = s - s.detach(): two dense (B,H,L,S) weight matrices, used in the backward only.
+    with Δ = s - s.detach(): two dense (B,H,L,S) weight matrices, built from the draws in the backward only.
     Otherwise the plain per-shot form on gathered rows of k and v, which is also the reference.
     """
-    rest = weights.sum(-1, keepdim=True) - weights
     if dense:
-        per_rest = torch.where(rest > 0, weights / rest.clamp_min(1e-30), 0.0)
-        on_value = dense_weights(idx, weights * (1.0 + per_rest), k.size(-2)).to(q.dtype)
-        on_estimate = dense_weights(idx, per_rest, k.size(-2)).to(q.dtype)
-        return _DenseScoreTerm.apply(q, k, v.detach(), estimate.detach(), on_value, on_estimate, scale)
+        return _DenseScoreTerm.apply(q, k, v.detach(), estimate.detach(), idx, weights, scale)
+    rest = weights.sum(-1, keepdim=True) - weights
     w = weights.to(v.dtype).unsqueeze(-1)
     rest = rest.to(v.dtype).unsqueeze(-1)
     s_drawn = (q.unsqueeze(-2) * gather_rows(k, idx)).sum(-1) * scale  # (B,H,L,M)
@@ -71,21 +90,26 @@ def leave_one_out_term(
 class _DenseScoreTerm(torch.autograd.Function):
     """Zeros (B,H,L,Ev) whose q/k gradient is Σ_j G_ij ∂s_ij, G = on_value ⊙ (ḡ vᵀ) - on_estimate ⊙ (ḡ·Ô).
 
-    The dense form of :func:`leave_one_out_term` without its zero-valued forward products: the
-    backward takes one product for G and one each for q and k (s = q kᵀ · scale).
+    The dense form of :func:`leave_one_out_term` without its zero-valued forward products: it saves
+    the (B,H,L,M) draws, and the backward builds the two dense weight matrices from them, then takes
+    one product for G and one each for q and k (s = q kᵀ · scale).
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, estimate, on_value, on_estimate, scale):
+    def forward(ctx, q, k, v, estimate, idx, weights, scale):
         """Save the operands; the term's value is 0."""
-        ctx.save_for_backward(q, k, v, estimate, on_value, on_estimate)
+        ctx.save_for_backward(q, k, v, estimate, idx, weights)
         ctx.scale = scale
         return estimate.new_zeros(estimate.shape)
 
     @staticmethod
     def backward(ctx, grad):
         """Gradients of q and k; none for the detached operands."""
-        q, k, v, estimate, on_value, on_estimate = ctx.saved_tensors
+        q, k, v, estimate, idx, weights = ctx.saved_tensors
+        rest = weights.sum(-1, keepdim=True) - weights
+        per_rest = torch.where(rest > 0, weights / rest.clamp_min(1e-30), 0.0)
+        on_value = dense_weights(idx, weights * (1.0 + per_rest), k.size(-2)).to(q.dtype)
+        on_estimate = dense_weights(idx, per_rest, k.size(-2)).to(q.dtype)
         grad = grad.to(q.dtype)
         g = on_value * (grad @ v.to(q.dtype).transpose(-2, -1))
         g = g - on_estimate * (grad * estimate.to(q.dtype)).sum(-1, keepdim=True)
