@@ -63,7 +63,7 @@ def test_run_writes_the_folder_layout(tmp_path, text_file, monkeypatch):
     assert record["machine"]["cores"] >= 1 and record["machine"]["cpu"] and "torch" in record["machine"]
     md = (folder / "results.md").read_text()
     assert record["command"] in md and record["machine"]["cpu"] in md
-    assert "| impl | mode | N | median_ms |" in md and "![time](time.png)" in md
+    assert "| impl | mode | N | rounds | median_ms |" in md and "![time](time.png)" in md
     assert ".partial" not in md and not (out / "speed.partial").exists()
     script = out / "qrh-energy"
     assert sorted(p.name for p in script.iterdir()) == ["machine.json", "results.md"]

@@ -10,15 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from qtransformers.bench.step_ratio import (
-    MIN_ROUNDS,
-    dependent_rounds,
-    interleaved_times,
-    lag1_autocorrelation,
-    median_interval,
-    ratio_rows,
-    speed_verdict,
-)
+from qtransformers.bench.step_ratio import dependent_rounds, lag1_autocorrelation, ratio_rows, speed_verdict
+from qtransformers.bench.timing import MIN_ROUNDS, interleaved_times, median_interval
 from qtransformers.cli import main
 from qtransformers.exceptions import InvalidArgumentError
 

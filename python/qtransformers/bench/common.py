@@ -14,16 +14,23 @@ from qtransformers.exceptions import BackendUnavailableError, InvalidArgumentErr
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, *, default_lengths: str, quick_lengths: str) -> None:
-    """Add --device, --dtype, --lengths, --quick, --repeats, --out, --no-progress."""
+def add_common_arguments(
+    parser: argparse.ArgumentParser, *, default_lengths: str, quick_lengths: str, repeats: tuple[int, int] = (3, 5)
+) -> None:
+    """Add --device, --dtype, --lengths, --quick, --repeats, --out, --no-progress; ``repeats``: (quick, full) defaults."""
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device (default cpu)")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="dtype (default float32)")
     parser.add_argument("--lengths", default=None, help=f"comma-separated sequence lengths (default {default_lengths})")
     parser.add_argument("--quick", action="store_true", help=f"small run: lengths {quick_lengths}, fewer repeats")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per point; the median is reported")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help=f"timed runs per point, the median is reported (default {repeats[1]}; {repeats[0]} with --quick)",
+    )
     parser.add_argument("--out", default="qtransformers-bench", help="output folder (default ./qtransformers-bench)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
-    parser.set_defaults(_default_lengths=default_lengths, _quick_lengths=quick_lengths)
+    parser.set_defaults(_default_lengths=default_lengths, _quick_lengths=quick_lengths, _repeats=repeats)
 
 
 def resolve(args: argparse.Namespace) -> tuple[torch.device, torch.dtype, list[int]]:
@@ -39,7 +46,9 @@ def resolve(args: argparse.Namespace) -> tuple[torch.device, torch.dtype, list[i
     if not lengths or min(lengths) < 1:
         raise InvalidArgumentError(f"--lengths must be positive integers, got {text!r}")
     if args.repeats is None:
-        args.repeats = 3 if args.quick else 5
+        args.repeats = args._repeats[0] if args.quick else args._repeats[1]
+    if args.repeats < 1:
+        raise InvalidArgumentError(f"--repeats must be >= 1, got {args.repeats}")
     return device, DTYPES[args.dtype], lengths
 
 

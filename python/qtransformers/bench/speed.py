@@ -1,14 +1,22 @@
 """``qtransformers bench`` (suite ``speed``): forward and forward+backward time and memory.
 
-Every case of :mod:`qtransformers.bench.cases` runs on the same synthetic input, in one
-process, on one device and dtype, with warm-up and the median of several runs; each row
-reports its ratio to the SDPA reference at the same length and mode.
+Every case of :mod:`qtransformers.bench.cases` runs on the same synthetic input, in one process, on
+one device and dtype. For each length and mode, after one untimed warm-up round, every timed round
+calls each case once in turn (the order rotated from round to round; elapsed time, synchronised on
+CUDA), so a shared machine's slow drifts fall on all cases alike. Each row reports its median time
+and its ratio to the SDPA reference: the median over rounds of case time / reference time in the same
+round, with a 0.95 distribution-free interval of that median (order statistics,
+:func:`qtransformers.bench.timing.median_interval`; from 6 rounds on). Peak memory is measured on one
+further call of each case alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import statistics
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -16,14 +24,15 @@ from tqdm.auto import tqdm
 from qtransformers.bench import common
 from qtransformers.bench.cases import FORWARD_ONLY, REFERENCE, available_cases, make_input, select_cases
 from qtransformers.bench.report import format_table, plot_lines, write_csv
-from qtransformers.bench.timing import median_ms, peak_memory_bytes
+from qtransformers.bench.timing import MIN_ROUNDS, interleaved_times, median_interval, median_ms, peak_memory_bytes
 
-COLUMNS = ["impl", "mode", "N", "median_ms", "peak_mem_MiB", "ratio_to_sdpa"]
+COLUMNS = ["impl", "mode", "N", "rounds", "median_ms", "peak_mem_MiB", "ratio_to_sdpa", "ratio_low", "ratio_high"]
+CONFIDENCE = 0.95
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the speed suite."""
-    common.add_common_arguments(parser, default_lengths="128,256,512,1024", quick_lengths="64,128,256")
+    common.add_common_arguments(parser, default_lengths="128,256,512,1024", quick_lengths="64,128,256", repeats=(7, 9))
     parser.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
     parser.add_argument("--dim", type=int, default=128, help="model width D (default 128; 64 with --quick)")
     parser.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
@@ -31,23 +40,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=None, help="comma-separated case names to run (default all)")
 
 
+def step_function(module, x: torch.Tensor, mode: str) -> Callable[[], None]:
+    """One call of ``module`` on ``x`` (B, T, D): forward without grad (``fwd``) or forward+backward (``fwd+bwd``)."""
+    xg = x.detach().requires_grad_(True)
+
+    def forward():
+        with torch.no_grad():
+            module(x)
+
+    def forward_backward():
+        module(xg).float().square().mean().backward()
+
+    return forward if mode == "fwd" else forward_backward
+
+
 def time_case(module, x: torch.Tensor, mode: str, repeats: int) -> tuple[float, int]:
-    """(median ms, peak bytes) of forward (no grad) or forward+backward of ``module`` on ``x``."""
-    device = x.device
-    if mode == "fwd":
+    """(median ms, peak bytes) of forward (no grad) or forward+backward of ``module`` on ``x``, timed alone."""
+    step = step_function(module, x, mode)
+    ms = median_ms(step, x.device, warmup=1, repeats=repeats)
+    return ms, peak_memory_bytes(step, x.device)
 
-        def step():
-            with torch.no_grad():
-                module(x)
 
-    else:
-        xg = x.detach().requires_grad_(True)
-
-        def step():
-            module(xg).float().square().mean().backward()
-
-    ms = median_ms(step, device, warmup=1, repeats=repeats)
-    return ms, peak_memory_bytes(step, device)
+def paired_ratio(times: list[float], reference: list[float]) -> tuple[float, float, float]:
+    """(median, low, high) of the per-round ratios ``times[r] / reference[r]``; NaN bounds below 6 rounds."""
+    ratios = [t / r for t, r in zip(times, reference)]
+    if len(ratios) < MIN_ROUNDS:
+        return statistics.median(ratios), math.nan, math.nan
+    ratio, low, high, _ = median_interval(ratios, CONFIDENCE)
+    return ratio, low, high
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -57,25 +77,27 @@ def run(args: argparse.Namespace) -> list[dict]:
     causal = not args.non_causal
     cases = select_cases(available_cases(causal=causal), args.only)
     rows = []
-    modes = ("fwd", "fwd+bwd")
-    jobs = [
-        (n, name, mode)
-        for n in lengths
-        for name in cases
-        for mode in modes
-        if not (mode != "fwd" and name in FORWARD_ONLY)
-    ]
+    groups = [(n, mode) for n in lengths for mode in ("fwd", "fwd+bwd")]
     torch.manual_seed(0)
-    for n, name, mode in tqdm(jobs, desc="bench", disable=not args.progress):
-        module = cases[name](dim, args.heads, device, dtype, n)
+    for n, mode in tqdm(groups, desc="bench", disable=not args.progress):
         x = make_input(args.batch, n, dim, device, dtype)
-        ms, peak = time_case(module, x, mode, args.repeats)
-        rows.append({"impl": name, "mode": mode, "N": n, "median_ms": ms, "peak_mem_MiB": peak / 2**20})
-    for row in rows:
-        ref = next(
-            (r for r in rows if r["impl"] == REFERENCE and r["N"] == row["N"] and r["mode"] == row["mode"]), None
-        )
-        row["ratio_to_sdpa"] = row["median_ms"] / ref["median_ms"] if ref else float("nan")
+        names = [name for name in cases if mode == "fwd" or name not in FORWARD_ONLY]
+        steps = {name: step_function(cases[name](dim, args.heads, device, dtype, n), x, mode) for name in names}
+        times = interleaved_times(steps, args.repeats, device, cpu_time=False)
+        for name in names:
+            ratio = paired_ratio(times[name], times[REFERENCE]) if REFERENCE in times else (math.nan,) * 3
+            rows.append(
+                {
+                    "impl": name,
+                    "mode": mode,
+                    "N": n,
+                    "rounds": args.repeats,
+                    "median_ms": statistics.median(times[name]),
+                    "peak_mem_MiB": peak_memory_bytes(steps[name], device) / 2**20,
+                    **dict(zip(("ratio_to_sdpa", "ratio_low", "ratio_high"), ratio)),
+                }
+            )
+        del steps
     out = Path(args.out)
     write_csv(rows, COLUMNS, out / "results.csv")
     plot_lines(
@@ -89,5 +111,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     )
     print(common.header(device, dtype, f"B={args.batch} D={dim} heads={args.heads} causal={causal}"))
     print(format_table(rows, COLUMNS))
+    print(
+        f"ratio_to_sdpa: median over {args.repeats} interleaved rounds of time / SDPA time in the same round"
+        + (f"; ratio_low, ratio_high: its {CONFIDENCE:g} interval" if args.repeats >= MIN_ROUNDS else "")
+    )
     print(f"wrote {out / 'results.csv'} and {out / 'time.png'}")
     return rows

@@ -25,16 +25,13 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import time
 from pathlib import Path
-from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from qtransformers.bench.common import header, invocation
 from qtransformers.bench.report import format_markdown, format_table, write_csv
-from qtransformers.bench.timing import synchronize
+from qtransformers.bench.timing import MIN_ROUNDS, interleaved_times, median_interval
 from qtransformers.exceptions import InvalidArgumentError
 from qtransformers.models import ByteLMConfig
 from qtransformers.train.ablation import (
@@ -50,7 +47,6 @@ from qtransformers.train.ablation import (
 )
 
 GOAL_SPEEDUP = 2.0
-MIN_ROUNDS = 6  # the fewest rounds whose order-statistics interval of the median reaches 95 % coverage
 COLUMNS = [
     "variant",
     "dim",
@@ -103,53 +99,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device (default cpu)")
     parser.add_argument("--out", default="qtransformers-bench", help="output folder (default ./qtransformers-bench)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
-
-
-def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float, float]:
-    """Median of ``values`` and a distribution-free interval for the population median: (median, low, high, coverage).
-
-    The interval is the k-th smallest and k-th largest value, with k the largest such that the
-    interval's coverage, 1 - 2 P(Binomial(n, 1/2) < k), is at least ``confidence`` (exact for any
-    continuous distribution of independent values). Raises if no k reaches ``confidence``.
-    """
-    n = len(values)
-    if not 0 < confidence < 1:
-        raise InvalidArgumentError(f"confidence must be in (0, 1), got {confidence}")
-    below = 0.0  # P(Binomial(n, 1/2) < k) for the current k
-    best = None
-    for k in range(1, n // 2 + 1):
-        below += math.comb(n, k - 1) / 2**n
-        coverage = 1 - 2 * below
-        if coverage < confidence:
-            break
-        best = (k, coverage)
-    if best is None:
-        raise InvalidArgumentError(f"{n} values cannot give a {confidence:g} interval of the median; need more rounds")
-    k, coverage = best
-    ordered = sorted(values)
-    return statistics.median(values), ordered[k - 1], ordered[n - k], coverage
-
-
-def interleaved_times(
-    steps: dict[str, Callable[[], None]], rounds: int, device: torch.device, progress: bool = False
-) -> dict[str, list[float]]:
-    """Milliseconds of each of ``rounds`` calls of every step function, called in turn (order rotated each round).
-
-    One untimed warm-up round first. CPU: this process's CPU time; CUDA: elapsed time, synchronised.
-    """
-    names = list(steps)
-    clock = time.process_time if device.type == "cpu" else time.perf_counter
-    for name in names:
-        steps[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in tqdm(range(rounds), desc="rounds", disable=not progress):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            synchronize(device)
-            start = clock()
-            steps[name]()
-            synchronize(device)
-            times[name].append(1e3 * (clock() - start))
-    return times
 
 
 def lag1_autocorrelation(values: list[float]) -> float:
