@@ -201,6 +201,35 @@ def test_absolute_phase_layouts_agree_preserve_norm_and_gradcheck(group):
     assert torch.autograd.gradcheck(lambda a: absolute_phase(a, group=group), (x.clone().requires_grad_(True),))
 
 
+@pytest.mark.parametrize("group", (2, 4))
+@pytest.mark.parametrize("channels_first", (False, True))
+def test_absolute_phase_equals_the_complex_reference(group, channels_first):
+    from qtransformers.functional import absolute_phase
+
+    b, t, d = 2, 97, 12
+    x = x_of(b, t, d, dtype=torch.float64)
+    # pair j of token p times exp(i p θ_k), θ_k = 10000^(-k/(d/group)), k = j // (group/2)
+    theta = 10000.0 ** (-torch.arange(d // group, dtype=torch.float64) / (d // group))
+    angle = torch.arange(t, dtype=torch.float64)[:, None] * theta.repeat_interleave(group // 2)[None, :]
+    want = torch.view_as_real(
+        torch.view_as_complex(x.view(b, t, d // 2, 2)) * torch.polar(torch.ones(()).double(), angle)
+    )
+    want = want.reshape(b, t, d)
+    arg = x.transpose(1, 2).contiguous() if channels_first else x
+    got = absolute_phase(arg, group=group, channels_first=channels_first)
+    got = got.transpose(1, 2) if channels_first else got
+    assert torch.allclose(got, want, atol=1e-4)  # angles are taken in float32
+    half = absolute_phase(arg.bfloat16(), group=group, channels_first=channels_first)
+    assert half.dtype == torch.bfloat16
+    assert torch.allclose(
+        half.float(), absolute_phase(arg.float(), group=group, channels_first=channels_first), atol=0.05
+    )
+    strided = absolute_phase(
+        arg.transpose(1, 2).contiguous().transpose(1, 2), group=group, channels_first=channels_first
+    )
+    assert torch.equal(strided, absolute_phase(arg, group=group, channels_first=channels_first))
+
+
 @pytest.mark.parametrize("name", mixers.available())
 def test_every_mixer_runs_in_bfloat16_close_to_float32(name):
     causal = mixers.supports_causal(name)

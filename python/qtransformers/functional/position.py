@@ -40,18 +40,28 @@ def phase_angles(
 
 
 def _rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor, channels_first: bool) -> Tensor:
-    """Rotate pairs (2i, 2i+1) of x by angles with cosines/sines (D/2, T) if ``channels_first``, else (T, D/2)."""
+    """Rotate pairs (2i, 2i+1) of x by angles with cosines/sines (D/2, T) if ``channels_first``, else (T, D/2).
+
+    Eager mode writes both planes into one output tensor: no temporaries of x's size, which set the
+    peak memory at long context. Under ``torch.compile`` the same products run out of place (the
+    compiler fuses them, and writing into views of a fresh tensor failed to compile).
+    """
     b = x.size(0)
     if channels_first:
         d, t = x.shape[1:]
-        re, im = x.view(b, d // 2, 2, t).unbind(2)
-        axis = 2
+        shape, axis = (b, d // 2, 2, t), 2
     else:
         t, d = x.shape[1:]
-        re, im = x.view(b, t, d // 2, 2).unbind(3)
-        axis = 3
-    out = (torch.addcmul(re * cos, im, sin, value=-1), torch.addcmul(re * sin, im, cos))
-    return torch.stack(out, dim=axis).view(x.shape)
+        shape, axis = (b, t, d // 2, 2), 3
+    re, im = x.view(shape).unbind(axis)
+    if torch.compiler.is_compiling():
+        out = (torch.addcmul(re * cos, im, sin, value=-1), torch.addcmul(re * sin, im, cos))
+        return torch.stack(out, dim=axis).view(x.shape)
+    out = torch.empty_like(x)
+    out_re, out_im = out.view(shape).unbind(axis)
+    torch.mul(re, cos, out=out_re).addcmul_(im, sin, value=-1)
+    torch.mul(re, sin, out=out_im).addcmul_(im, cos)
+    return out
 
 
 def _tables(angle: Tensor, dtype: torch.dtype, channels_first: bool) -> tuple[Tensor, Tensor]:
