@@ -55,8 +55,8 @@ def _rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor, channels_first: bool) -> 
         shape, axis = (b, t, d // 2, 2), 3
     re, im = x.view(shape).unbind(axis)
     if torch.compiler.is_compiling():
-        out = (torch.addcmul(re * cos, im, sin, value=-1), torch.addcmul(re * sin, im, cos))
-        return torch.stack(out, dim=axis).view(x.shape)
+        planes = (torch.addcmul(re * cos, im, sin, value=-1), torch.addcmul(re * sin, im, cos))
+        return torch.stack(planes, dim=axis).view(x.shape)
     out = torch.empty_like(x)
     out_re, out_im = out.view(shape).unbind(axis)
     torch.mul(re, cos, out=out_re).addcmul_(im, sin, value=-1)
