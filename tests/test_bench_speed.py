@@ -12,7 +12,7 @@ import torch
 
 from qtransformers.bench import common
 from qtransformers.bench.speed import paired_ratio
-from qtransformers.bench.timing import interleaved_times
+from qtransformers.bench.timing import interleaved_times, peak_memory_bytes
 from qtransformers.cli import main
 from qtransformers.exceptions import InvalidArgumentError
 
@@ -33,6 +33,20 @@ def test_paired_ratio_interval_needs_six_rounds():
     assert ratio == 4.0 and math.isnan(low) and math.isnan(high)
     ratio, low, high = paired_ratio([float(v) for v in range(1, 11)], [1.0] * 10)
     assert (ratio, low, high) == (5.5, 2.0, 9.0)
+
+
+def test_peak_memory_is_the_median_over_calls():
+    sizes = iter([8, 96, 40])  # MiB held by successive calls
+
+    def hold():
+        block = torch.ones(next(sizes) * 2**18)  # ones writes every page: the RSS grows by the size
+        time.sleep(0.05)  # held long enough for the 0.5 ms sampler
+        del block
+
+    peak = peak_memory_bytes(hold, torch.device("cpu"), calls=3) / 2**20
+    assert 36 <= peak <= 60, peak  # the 40 MiB call, not the 8 or 96 MiB one
+    with pytest.raises(InvalidArgumentError, match="calls"):
+        peak_memory_bytes(hold, torch.device("cpu"), calls=0)
 
 
 def test_interleaved_times_elapsed_clock_counts_sleep():

@@ -230,6 +230,26 @@ def test_absolute_phase_equals_the_complex_reference(group, channels_first):
     assert torch.equal(strided, absolute_phase(arg, group=group, channels_first=channels_first))
 
 
+def test_position_rotations_save_no_tensor_for_backward():
+    # the cos/sin tables (as large as x at long context) are recomputed in the backward, not held
+    from qtransformers.functional import absolute_phase, rope
+
+    x = x_of(2, 8, 33, dtype=torch.float64).requires_grad_(True)
+    q = torch.randn(2, 3, 33, 8, dtype=torch.float64, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t, lambda t: t):
+        y, r = absolute_phase(x, group=4, channels_first=True), rope(q, offset=5)
+    assert saved == [] and y.grad_fn is not None and r.grad_fn is not None
+    assert torch.autograd.gradcheck(lambda a: absolute_phase(a, group=4, channels_first=True), (x,))
+    assert torch.autograd.gradcheck(lambda a: rope(a, offset=5), (q,))
+    # bfloat16 and float32 gradients: the inverse rotation of the same tables
+    for dtype in (torch.bfloat16, torch.float32):
+        a = x.detach().to(dtype).requires_grad_(True)
+        absolute_phase(a, group=4, channels_first=True).backward(y.detach().to(dtype))
+        assert a.grad is not None and a.grad.dtype == dtype
+        assert torch.allclose(a.grad.double(), x.detach(), atol=0.1 if dtype == torch.bfloat16 else 1e-4)
+
+
 @pytest.mark.parametrize("name", mixers.available())
 def test_every_mixer_runs_in_bfloat16_close_to_float32(name):
     causal = mixers.supports_causal(name)

@@ -55,10 +55,11 @@ def step_function(module, x: torch.Tensor, mode: str) -> Callable[[], None]:
 
 
 def time_case(module, x: torch.Tensor, mode: str, repeats: int) -> tuple[float, int]:
-    """(median ms, peak bytes) of forward (no grad) or forward+backward of ``module`` on ``x``, timed alone."""
+    """(median ms, median peak bytes) over ``repeats`` calls each of forward (no grad) or forward+backward of
+    ``module`` on ``x``, timed alone (the peaks in calls of their own, after the timed ones)."""
     step = step_function(module, x, mode)
     ms = median_ms(step, x.device, warmup=1, repeats=repeats)
-    return ms, peak_memory_bytes(step, x.device)
+    return ms, peak_memory_bytes(step, x.device, calls=repeats)
 
 
 def paired_ratio(times: list[float], reference: list[float]) -> tuple[float, float, float]:

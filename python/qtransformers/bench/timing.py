@@ -43,11 +43,20 @@ def median_ms(fn: Callable[[], object], device: torch.device, *, warmup: int = 1
     return statistics.median(times)
 
 
-def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
-    """Peak memory above the starting level during one call of ``fn()``."""
-    with profile(device) as p:
-        fn()
-    return p.result.peak_bytes
+def peak_memory_bytes(fn: Callable[[], object], device: torch.device, calls: int = 1) -> int:
+    """Peak memory above the starting level during a call of ``fn()``: the median over ``calls`` calls.
+
+    On CPU the peak is sampled from the RSS, which varies between calls of the same code (allocator
+    state, samples 0.5 ms apart); the median of several calls is steadier than one.
+    """
+    if calls < 1:
+        raise InvalidArgumentError(f"calls must be >= 1, got {calls}")
+    peaks = []
+    for _ in range(calls):
+        with profile(device) as p:
+            fn()
+        peaks.append(p.result.peak_bytes)
+    return int(statistics.median(peaks))
 
 
 def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float, float]:

@@ -64,26 +64,46 @@ def _rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor, channels_first: bool) -> 
     return out
 
 
-def _tables(angle: Tensor, dtype: torch.dtype, channels_first: bool) -> tuple[Tensor, Tensor]:
-    """Cosines and sines of angles (D/2, T), laid out as x is: (D/2, T) if ``channels_first``, else (T, D/2)."""
+def _tables(
+    t: int, d: int, group: int, base: float, offset: int, angle_dtype: torch.dtype, x: Tensor, channels_first: bool
+) -> tuple[Tensor, Tensor]:
+    """Cosines and sines of the angles of :func:`phase_angles` (computed in ``angle_dtype``), in x's dtype and
+    laid out as x is: (D/2, T) if ``channels_first``, else (T, D/2)."""
+    angle = phase_angles(t, d, group=group, base=base, offset=offset, device=x.device, dtype=angle_dtype)
     if not channels_first:  # contiguous operands for the channels-last rotation: about 2x faster
         angle = angle.t().contiguous()
-    return angle.cos().to(dtype), angle.sin().to(dtype)
+    return angle.cos().to(x.dtype), angle.sin().to(x.dtype)
 
 
 class _PhaseRotate(torch.autograd.Function):
-    """Pair rotation whose backward is the inverse rotation (saves only the cos/sin tables)."""
+    """Pair rotation whose backward is the inverse rotation.
+
+    It saves no tensor: the backward recomputes the cos/sin tables from the same arguments (bit for bit
+    the same values), so a layer's tables (as large as x at long context) are not held until its backward.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, cos: Tensor, sin: Tensor, channels_first: bool) -> Tensor:
-        ctx.save_for_backward(cos, sin)
+    def forward(
+        ctx,
+        x: Tensor,
+        t: int,
+        d: int,
+        group: int,
+        base: float,
+        offset: int,
+        angle_dtype: torch.dtype,
+        channels_first: bool,
+    ) -> Tensor:
+        ctx.angles = (t, d, group, base, offset, angle_dtype)
         ctx.channels_first = channels_first
+        cos, sin = _tables(t, d, group, base, offset, angle_dtype, x, channels_first)
         return _rotate_pairs(x.contiguous(), cos, sin, channels_first)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        cos, sin = ctx.saved_tensors
-        return _rotate_pairs(grad.contiguous(), cos, -sin, ctx.channels_first), None, None, None
+        t, d, group, base, offset, angle_dtype = ctx.angles
+        cos, sin = _tables(t, d, group, base, offset, angle_dtype, grad, ctx.channels_first)
+        return _rotate_pairs(grad.contiguous(), cos, -sin, ctx.channels_first), None, None, None, None, None, None, None
 
 
 def rope(x: Tensor, base: float = 10000.0, *, offset: int = 0) -> Tensor:
@@ -96,10 +116,9 @@ def rope(x: Tensor, base: float = 10000.0, *, offset: int = 0) -> Tensor:
     if x.dim() != 4 or x.size(-1) % 2:
         raise ShapeError(f"rope needs x (B, H, T, E) with E even, got {tuple(x.shape)}")
     b, h, t, e = x.shape
-    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    angle = phase_angles(t, e, base=base, offset=offset, device=x.device, dtype=dtype)
+    angle_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     flat = x.reshape(b * h, t, e)
-    return _PhaseRotate.apply(flat, *_tables(angle, x.dtype, False), False).view(b, h, t, e)
+    return _PhaseRotate.apply(flat, t, e, 2, base, offset, angle_dtype, False).view(b, h, t, e)
 
 
 def absolute_phase(x: Tensor, base: float = 10000.0, *, group: int = 2, channels_first: bool = False) -> Tensor:
@@ -107,5 +126,4 @@ def absolute_phase(x: Tensor, base: float = 10000.0, *, group: int = 2, channels
     if x.dim() != 3:
         raise ShapeError(f"absolute_phase needs a 3-D x, got {tuple(x.shape)}")
     d, t = (x.size(1), x.size(2)) if channels_first else (x.size(2), x.size(1))
-    angle = phase_angles(t, d, group=group, base=base, device=x.device)
-    return _PhaseRotate.apply(x, *_tables(angle, x.dtype, channels_first), channels_first)
+    return _PhaseRotate.apply(x, t, d, group, base, 0, torch.float32, channels_first)

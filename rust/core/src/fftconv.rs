@@ -221,16 +221,24 @@ pub fn causal_fftconv_backward<T: ConvFloat>(
     let kspec = kernel_spectra(&plans, k, kernels, t)?;
     let bins = plans.bins();
     let zero = Complex::new(T::zero(), T::zero());
-    // One task per kernel: it owns the grad_u rows of its `group` channels (B of each) and its grad_k row.
-    let per_kernel: Vec<(Vec<T>, Vec<T>)> = (0..kernels)
-        .into_par_iter()
-        .map_init(
+    // One task per kernel: it writes the grad_u rows of its `group` channels (B of each) and its grad_k row
+    // in place. Chunk i of grad_u (group · T samples) holds batch row i / K, kernel i % K.
+    let mut grad_u = vec![T::zero(); b * c * t];
+    let mut grad_k = vec![T::zero(); kernels * t];
+    let mut owned: Vec<Vec<&mut [T]>> = (0..kernels).map(|_| Vec::with_capacity(b)).collect();
+    for (i, chunk) in grad_u.chunks_mut(group * t).enumerate() {
+        owned[i % kernels].push(chunk);
+    }
+    grad_k
+        .par_chunks_mut(t)
+        .zip(owned.into_par_iter())
+        .enumerate()
+        .try_for_each_init(
             || (vec![T::zero(); plans.n], vec![zero; bins], vec![zero; bins]),
-            |(pad, gspec, uspec), kernel| -> Result<(Vec<T>, Vec<T>)> {
+            |(pad, gspec, uspec), (kernel, (gk, mut rows))| -> Result<()> {
                 let kc = &kspec[kernel * bins..(kernel + 1) * bins];
                 let mut acc = vec![zero; bins];
-                let mut gu = vec![T::zero(); b * group * t];
-                for bi in 0..b {
+                for (bi, row) in rows.iter_mut().enumerate() {
                     for gi in 0..group {
                         let off = (bi * c + kernel * group + gi) * t;
                         plans.rfft(&g[off..off + t], pad, gspec)?;
@@ -241,26 +249,12 @@ pub fn causal_fftconv_backward<T: ConvFloat>(
                         for (gs, kv) in gspec.iter_mut().zip(kc) {
                             *gs = *gs * kv.conj();
                         }
-                        let local = (bi * group + gi) * t;
-                        plans.irfft(gspec, pad, &mut gu[local..local + t])?;
+                        plans.irfft(gspec, pad, &mut row[gi * t..(gi + 1) * t])?;
                     }
                 }
-                let mut gk = vec![T::zero(); t];
-                plans.irfft(&mut acc, pad, &mut gk)?;
-                Ok((gu, gk))
+                plans.irfft(&mut acc, pad, gk)
             },
-        )
-        .collect::<Result<_>>()?;
-    let mut grad_u = vec![T::zero(); b * c * t];
-    let mut grad_k = Vec::with_capacity(kernels * t);
-    for (kernel, (gu, gk)) in per_kernel.into_iter().enumerate() {
-        for bi in 0..b {
-            let off = (bi * c + kernel * group) * t;
-            let local = bi * group * t;
-            grad_u[off..off + group * t].copy_from_slice(&gu[local..local + group * t]);
-        }
-        grad_k.extend_from_slice(&gk);
-    }
+        )?;
     Ok((grad_u, grad_k))
 }
 
@@ -336,17 +330,20 @@ mod tests {
                 .sum()
         };
         let eps = 1e-6;
-        for i in [0, 5, 17, b * c * t - 1] {
-            let mut up = u.clone();
+        // every element: each (batch row, kernel) block of grad_u is written by its own task
+        for i in 0..b * c * t {
+            let (mut up, mut down) = (u.clone(), u.clone());
             up[i] += eps;
-            let fd = (loss(&up, &k) - loss(&u, &k)) / eps;
-            assert!((fd - gu[i]).abs() < 1e-5, "grad_u[{i}] {fd} vs {}", gu[i]);
+            down[i] -= eps;
+            let fd = (loss(&up, &k) - loss(&down, &k)) / (2.0 * eps);
+            assert!((fd - gu[i]).abs() < 1e-6, "grad_u[{i}] {fd} vs {}", gu[i]);
         }
-        for i in [0, 7, kernels * t - 1] {
-            let mut kp = k.clone();
-            kp[i] += eps;
-            let fd = (loss(&u, &kp) - loss(&u, &k)) / eps;
-            assert!((fd - gk[i]).abs() < 1e-5, "grad_k[{i}] {fd} vs {}", gk[i]);
+        for i in 0..kernels * t {
+            let (mut up, mut down) = (k.clone(), k.clone());
+            up[i] += eps;
+            down[i] -= eps;
+            let fd = (loss(&u, &up) - loss(&u, &down)) / (2.0 * eps);
+            assert!((fd - gk[i]).abs() < 1e-6, "grad_k[{i}] {fd} vs {}", gk[i]);
         }
     }
 
