@@ -91,8 +91,9 @@ class _DenseScoreTerm(torch.autograd.Function):
     """Zeros (B,H,L,Ev) whose q/k gradient is Σ_j G_ij ∂s_ij, G = on_value ⊙ (ḡ vᵀ) - on_estimate ⊙ (ḡ·Ô).
 
     The dense form of :func:`leave_one_out_term` without its zero-valued forward products: it saves
-    the (B,H,L,M) draws, and the backward builds the two dense weight matrices from them, then takes
-    one product for G and one each for q and k (s = q kᵀ · scale).
+    the (B,H,L,M) draws. The backward takes ḡ vᵀ densely, reads it at the drawn keys, forms each shot's
+    term w_s (1 + w_s/r_s) ḡ_i·v_{J_s} - (w_s/r_s) ḡ_i·Ô_i and sums the terms into one dense G; then one
+    product each for q and k (s = q kᵀ · scale).
     """
 
     @staticmethod
@@ -108,11 +109,11 @@ class _DenseScoreTerm(torch.autograd.Function):
         q, k, v, estimate, idx, weights = ctx.saved_tensors
         rest = weights.sum(-1, keepdim=True) - weights
         per_rest = torch.where(rest > 0, weights / rest.clamp_min(1e-30), 0.0)
-        on_value = dense_weights(idx, weights * (1.0 + per_rest), k.size(-2)).to(q.dtype)
-        on_estimate = dense_weights(idx, per_rest, k.size(-2)).to(q.dtype)
         grad = grad.to(q.dtype)
-        g = on_value * (grad @ v.to(q.dtype).transpose(-2, -1))
-        g = g - on_estimate * (grad * estimate.to(q.dtype)).sum(-1, keepdim=True)
+        on_value = (grad @ v.to(q.dtype).transpose(-2, -1)).gather(-1, idx)  # ḡ_i·v_{J_s}, (B,H,L,M)
+        on_estimate = (grad * estimate.to(q.dtype)).sum(-1, keepdim=True)  # ḡ_i·Ô_i, (B,H,L,1)
+        per_shot = (weights * (1.0 + per_rest)).to(q.dtype) * on_value - per_rest.to(q.dtype) * on_estimate
+        g = dense_weights(idx, per_shot, k.size(-2))
         grad_q = (g @ k) * ctx.scale if ctx.needs_input_grad[0] else None
         grad_k = (g.transpose(-2, -1) @ q) * ctx.scale if ctx.needs_input_grad[1] else None
         return grad_q, grad_k, None, None, None, None, None
