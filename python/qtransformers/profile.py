@@ -9,6 +9,12 @@ OS. It changes no allocator setting: timings taken after a ``profile`` block are
 (an earlier version fixed glibc's mmap threshold for the rest of the process, which made every
 later step of allocation-heavy code page-fault). Short peaks between two samples (0.5 ms apart)
 can be missed, and memory freed and reused inside the block counts once.
+
+The RSS also counts freed heap pages glibc keeps: after a large mapped block is freed glibc raises its
+mmap threshold (up to 32 MiB), so later blocks of that size come from the heap, and code that frees and
+allocates many such blocks can show a peak well above its live memory, varying from call to call. For
+a peak that follows the live memory, run the process with
+``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576`` (slower: each large block faults in fresh pages).
 """
 
 from __future__ import annotations
