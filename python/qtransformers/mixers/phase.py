@@ -143,13 +143,25 @@ class PhaseMixer(nn.Module):
         k = _polar_features(F.softplus(ka), phase_k)
         v = v.transpose(1, 2)
         if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+            y = _interfere(q, k, v, self.causal)
         else:
             y = cached_attention(q, k, v, cache)
         y = self.out(y.transpose(1, 2).reshape(b, t, self.dim))
         if self.concept is not None:
             y = y + self.concept(y)
         return y
+
+
+def _interfere(q: Tensor, k: Tensor, v: Tensor, causal: bool) -> Tensor:
+    """SDPA of planes q, k (B, H, T, 2d) over values v (B, H, T, d) -> (B, H, T, d).
+
+    v is zero-padded to 2d (the output sliced back): SDPA's fused kernels need one head size for
+    q, k and v, and without them the CPU runs its math path, which builds the (T, T) weights
+    (docs/results/phase-padded-values). The scale stays 1/sqrt(2d), from q.
+    """
+    d = v.size(-1)
+    padded = F.pad(v, (0, q.size(-1) - d))
+    return F.scaled_dot_product_attention(q, k, padded, is_causal=causal)[..., :d]
 
 
 def _polar_features(amplitude: Tensor, phase: Tensor) -> Tensor:
