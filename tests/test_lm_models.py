@@ -169,18 +169,19 @@ def _interference_reference(mixer, x):
     # score[b, h, t, s] = sum_j a_q[b,t,h,j] a_k[b,s,h,j] cos(phi_q[b,t,h,j] - phi_k[b,s,h,j])
     diff = phi_q[:, :, None] - phi_k[:, None, :]  # (B, T, S, H, d)
     score = (a_q[:, :, None] * a_k[:, None, :] * torch.cos(diff)).sum(-1).permute(0, 3, 1, 2) / math.sqrt(2 * d)
-    future = torch.ones(t, t, dtype=torch.bool).triu(1)
+    future = torch.ones(t, t, dtype=torch.bool).triu(1) if mixer.causal else torch.zeros(t, t, dtype=torch.bool)
     weights = torch.softmax(score.masked_fill(future, float("-inf")), dim=-1)
     y = weights @ v.transpose(1, 2)  # (B, H, T, d)
     return mixer.out(y.transpose(1, 2).reshape(b, t, h * d).float())
 
 
+@pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("t", [1, 2, 97])
 @pytest.mark.parametrize("heads", [1, 4])
-def test_phase_mixer_matches_its_interference_formula(t, heads):
+def test_phase_mixer_matches_its_interference_formula(t, heads, causal):
     """Output and input gradient equal the explicit score formula (float64, dense mask) at T = 1, 2 and 97."""
     torch.manual_seed(t)
-    mixer = PhaseMixer(32, num_heads=heads, concepts=0)
+    mixer = PhaseMixer(32, num_heads=heads, concepts=0, causal=causal)
     x = torch.randn(2, t, 32, requires_grad=True)
     got = mixer(x)
     ref = _interference_reference(mixer, x)
