@@ -126,6 +126,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     trainer = Trainer(model_config, config)
     try:
         history = trainer.run()
+        if dist.is_initialized():
+            dist.barrier()  # every rank is past its last collective before any closes its gloo connections
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
