@@ -151,15 +151,15 @@ def _free_port():
 
 
 # gloo's teardown sometimes aborts a rank at exit, after every step is done and logged (about 1 run in 30
-# here, with a barrier before destroy_process_group; the C++ std::terminate of a still-joinable thread)
+# here, with a barrier before destroy_process_group; std::terminate called outside any exception)
 GLOO_EXIT_ABORT = "terminate called without an active exception"
 
 
 def _torchrun_train(args, out, steps):
-    """Run ``qtransformers train`` under torchrun with 2 processes into ``out``; returns the CompletedProcess.
+    """Run ``qtransformers train`` under torchrun with 2 processes into ``out/try0``; returns (process, folder).
 
-    Runs a second time only when the first ended in gloo's exit abort after all ``steps`` were logged:
-    training itself then succeeded, and the second run must succeed outright. PYTHONFAULTHANDLER puts each
+    Runs a second time, into ``out/try1``, only when the first ended in gloo's exit abort after all ``steps``
+    were logged: training itself then succeeded, and the second run must succeed outright. PYTHONFAULTHANDLER puts each
     rank's Python stacks into stderr should the abort recur.
     """
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
